@@ -1,0 +1,144 @@
+/**
+ * Every error the product raises. Adapters translate foreign errors (AWS SDK, ZeroMQ, kernel
+ * replies) into these where they meet them; `lib/http/error-handler.ts` is the one place that
+ * turns a `code` into an HTTP status.
+ */
+
+/** Machine-readable codes shown to callers in `{"error": {"code", "message"}}`. */
+export type ErrorCode =
+  | "INVALID_REQUEST"
+  | "UNAUTHENTICATED"
+  | "NOT_FOUND"
+  | "METHOD_NOT_ALLOWED"
+  | "KERNEL_BUSY"
+  | "KERNEL_DEAD"
+  | "KERNEL_STARTING"
+  | "PAYLOAD_TOO_LARGE"
+  | "UNSUPPORTED_MEDIA_TYPE"
+  | "BACKEND_UNAVAILABLE"
+  | "BACKEND_ERROR"
+  | "STORE_UNAVAILABLE"
+  | "INTERNAL";
+
+interface ErrorOptions {
+  cause?: unknown;
+  /** Seconds a caller should wait before retrying (becomes `Retry-After`). */
+  retryAfterSeconds?: number;
+}
+
+/**
+ * Base of the hierarchy. `expose` says whether `message` may be shown to the caller: client
+ * errors explain themselves, server errors say only what failed, never how.
+ */
+export abstract class PyboxError extends Error {
+  abstract readonly code: ErrorCode;
+  readonly expose: boolean = true;
+  readonly retryAfterSeconds: number | undefined;
+
+  constructor(message: string, options: ErrorOptions = {}) {
+    super(message, { cause: options.cause });
+    this.name = new.target.name;
+    this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+}
+
+/** The request is malformed or breaks a rule of the API; nothing was changed. */
+export class ValidationError extends PyboxError {
+  readonly code = "INVALID_REQUEST";
+  /** Field-level details (path and message), safe to show. */
+  readonly issues: ReadonlyArray<{ path: string; message: string }>;
+  constructor(message: string, issues: ReadonlyArray<{ path: string; message: string }> = []) {
+    super(message);
+    this.issues = issues;
+  }
+}
+
+/** No caller identity could be found in the request's authorizer context. */
+export class UnauthenticatedError extends PyboxError {
+  readonly code = "UNAUTHENTICATED";
+}
+
+/** The caller has no kernel (or run) by that id; also what another caller's kernel looks like. */
+export class NotFoundError extends PyboxError {
+  readonly code = "NOT_FOUND";
+}
+
+/** A known route was called with a method it does not serve. */
+export class MethodNotAllowedError extends PyboxError {
+  readonly code = "METHOD_NOT_ALLOWED";
+  constructor(
+    message: string,
+    readonly allow: readonly string[],
+  ) {
+    super(message);
+  }
+}
+
+/** Another run holds the kernel; runs on one kernel are serialised so a timeout interrupts only its own code. */
+export class KernelBusyError extends PyboxError {
+  readonly code = "KERNEL_BUSY";
+}
+
+/** The kernel process is gone; its state is lost and `POST /kernels` starts a fresh one. */
+export class KernelDeadError extends PyboxError {
+  readonly code = "KERNEL_DEAD";
+}
+
+/** A start of this kernel is still in progress elsewhere and did not finish in time. */
+export class KernelStartingError extends PyboxError {
+  readonly code = "KERNEL_STARTING";
+}
+
+/** The request (or the code in it) is larger than the configured limit. */
+export class PayloadTooLargeError extends PyboxError {
+  readonly code = "PAYLOAD_TOO_LARGE";
+}
+
+/** The request body is not JSON. */
+export class UnsupportedMediaTypeError extends PyboxError {
+  readonly code = "UNSUPPORTED_MEDIA_TYPE";
+}
+
+/** The backend could not be reached or could not give us a kernel in time; worth retrying. */
+export class BackendUnavailableError extends PyboxError {
+  readonly code = "BACKEND_UNAVAILABLE";
+  override readonly expose = false;
+}
+
+/** The backend (or the kernel) answered in a way the protocol does not allow. */
+export class BackendError extends PyboxError {
+  readonly code = "BACKEND_ERROR";
+  override readonly expose = false;
+}
+
+/** DynamoDB could not be reached or kept throttling after retries. */
+export class StoreUnavailableError extends PyboxError {
+  readonly code = "STORE_UNAVAILABLE";
+  override readonly expose = false;
+}
+
+/** Configuration is missing or invalid: fails the cold start, never a request. */
+export class ConfigError extends PyboxError {
+  readonly code = "INTERNAL";
+  override readonly expose = false;
+}
+
+/**
+ * Raised by the Jupyter client when the kernel stopped answering (heartbeat lost or process gone).
+ * The service turns it into {@link KernelDeadError} after marking the record.
+ */
+export class KernelDiedError extends PyboxError {
+  readonly code = "KERNEL_DEAD";
+}
+
+/** A message on a kernel socket failed HMAC verification or could not be decoded. */
+export class InvalidMessageError extends PyboxError {
+  readonly code = "BACKEND_ERROR";
+  override readonly expose = false;
+}
+
+/** Internal: a conditional write lost a race. Never leaves `lib/store` callers. */
+export class ConditionFailedError extends PyboxError {
+  readonly code = "INTERNAL";
+  override readonly expose = false;
+}

@@ -1,0 +1,279 @@
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Dealer, Request, Subscriber } from "zeromq";
+import { deferred } from "../async.ts";
+import { BackendUnavailableError, InvalidMessageError, KernelDiedError } from "../errors.ts";
+import { type Channel, type ConnectionInfo, channelUrl } from "./connection.ts";
+import { createMessage, executeContent, type JupyterMessage } from "./messages.ts";
+import { RunCollector, type RunResult } from "./run-result.ts";
+import { deserialize, serialize } from "./wire.ts";
+
+/** How one execution is bounded and watched. */
+export interface ExecuteOptions {
+  /** The code's own budget; at the deadline the kernel is interrupted. */
+  timeoutMs: number;
+  /** How long an interrupted kernel gets to come back to idle before we give up waiting. */
+  interruptGraceMs: number;
+  /** Cap on the displayed output kept in the result. */
+  maxOutputBytes: number;
+  /** Aborted by the caller when it learns the kernel is gone (e.g. its process exited). */
+  signal?: AbortSignal;
+}
+
+/** Tunables of the liveness watch; defaults suit a kernel on the same host or in the same VPC. */
+export interface ClientOptions {
+  /** Bound on the readiness handshake. */
+  handshakeTimeoutMs?: number;
+  /** Heartbeat period while a run is in flight. */
+  heartbeatIntervalMs?: number;
+  /** How long one heartbeat may take. */
+  heartbeatTimeoutMs?: number;
+  /** Consecutive lost heartbeats that mean the kernel is dead. */
+  heartbeatMisses?: number;
+}
+
+type Handler = (message: JupyterMessage) => void;
+
+const DEFAULTS: Required<ClientOptions> = {
+  handshakeTimeoutMs: 10_000,
+  heartbeatIntervalMs: 1_000,
+  heartbeatTimeoutMs: 1_500,
+  heartbeatMisses: 3,
+};
+
+/**
+ * A short-lived ZeroMQ client for one kernel. It lives for one invocation: open, handshake, run,
+ * close. Lambda freezes the process between calls, so no socket is kept.
+ *
+ * Each socket has exactly one reader loop that dispatches by `parent_header.msg_id` (zeromq allows
+ * one pending receive per socket); messages that fail HMAC verification are dropped.
+ */
+export class KernelClient {
+  private readonly session = randomUUID();
+  private readonly shell = new Dealer({ linger: 0 });
+  private readonly control = new Dealer({ linger: 1_000 });
+  private readonly iopub = new Subscriber({ linger: 0 });
+  private readonly replyHandlers = new Map<string, Handler>();
+  private readonly iopubHandlers = new Map<string, Handler>();
+  private readonly options: Required<ClientOptions>;
+  private heartbeat: Request | undefined;
+  private iopubSeen = false;
+  private readonly iopubArrived = deferred<void>();
+  private ready = false;
+  private closed = false;
+  /** Messages dropped because they were not authentic or not decodable. */
+  rejectedMessages = 0;
+
+  constructor(
+    private readonly info: ConnectionInfo,
+    options: ClientOptions = {},
+  ) {
+    this.options = { ...DEFAULTS, ...options };
+    this.shell.connect(channelUrl(info, "shell"));
+    this.control.connect(channelUrl(info, "control"));
+    this.iopub.connect(channelUrl(info, "iopub"));
+    this.iopub.subscribe();
+    void this.readLoop(this.shell, "shell");
+    void this.readLoop(this.control, "control");
+    void this.readLoop(this.iopub, "iopub");
+  }
+
+  /**
+   * Waits until the kernel answers on shell *and* our iopub subscription has landed: a fresh
+   * subscriber misses messages until then, so we resend `kernel_info_request` until both hold.
+   */
+  async handshake(signal?: AbortSignal): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + this.options.handshakeTimeoutMs;
+    let probeMs = 5;
+    for (;;) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0)
+        throw new BackendUnavailableError("kernel did not answer the readiness handshake in time");
+      const reply = await this.request("shell", "kernel_info_request", {}, remaining, signal);
+      if (!this.iopubSeen)
+        await this.waitForIopub(Math.min(probeMs, Math.max(0, deadline - Date.now())), signal);
+      if (this.iopubSeen) {
+        this.ready = true;
+        return reply.content;
+      }
+      probeMs = Math.min(probeMs * 2, 200);
+    }
+  }
+
+  /**
+   * Runs code and collects what it displayed. At the deadline the kernel is interrupted (control
+   * channel) and the result says `timeout`; a kernel that stops answering heartbeats, or whose
+   * death the caller signals, ends the run at once with {@link KernelDiedError}.
+   */
+  async execute(code: string, options: ExecuteOptions): Promise<RunResult> {
+    const watch = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, watch.signal]) : watch.signal;
+    const death = this.watchLiveness(signal);
+    death.catch(() => undefined);
+    try {
+      if (!this.ready) await Promise.race([this.handshake(signal), death]);
+      const message = createMessage("execute_request", executeContent(code), this.session);
+      const collector = new RunCollector(options.maxOutputBytes);
+      const finished = deferred<void>();
+      const msgId = message.header.msg_id;
+      this.iopubHandlers.set(msgId, (m) => {
+        collector.onIopub(m);
+        if (collector.done) finished.resolve();
+      });
+      this.replyHandlers.set(msgId, (m) => {
+        collector.onReply(m);
+        if (collector.done) finished.resolve();
+      });
+      const started = performance.now();
+      try {
+        await this.shell.send(serialize(message, this.info.key));
+        const deadline = sleep(options.timeoutMs, "timeout" as const, { signal: watch.signal });
+        deadline.catch(() => undefined);
+        const outcome = await Promise.race([finished.promise.then(() => "done" as const), deadline, death]);
+        if (outcome === "done") return collector.result(elapsed(started));
+        await this.interrupt(Math.min(options.interruptGraceMs, 2_000)).catch(() => undefined);
+        const grace = sleep(options.interruptGraceMs, "grace" as const, { signal: watch.signal });
+        grace.catch(() => undefined);
+        await Promise.race([finished.promise, grace, death]);
+        return collector.result(elapsed(started), options.timeoutMs);
+      } finally {
+        this.iopubHandlers.delete(msgId);
+        this.replyHandlers.delete(msgId);
+      }
+    } finally {
+      watch.abort();
+    }
+  }
+
+  /** Interrupts the running cell (ipykernel ends it with `KeyboardInterrupt`). */
+  async interrupt(timeoutMs = 2_000): Promise<void> {
+    await this.request("control", "interrupt_request", {}, timeoutMs);
+  }
+
+  /** Asks the kernel to exit; resolves when it acknowledged or the wait ran out. */
+  async shutdown(timeoutMs = 2_000): Promise<boolean> {
+    try {
+      await this.request("control", "shutdown_request", { restart: false }, timeoutMs);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** One heartbeat round trip: true when the kernel's heartbeat echoed within the time. */
+  async ping(timeoutMs = this.options.heartbeatTimeoutMs): Promise<boolean> {
+    if (this.closed) return false;
+    if (!this.heartbeat) {
+      this.heartbeat = new Request({ linger: 0, relaxed: true, correlate: true });
+      this.heartbeat.connect(channelUrl(this.info, "hb"));
+    }
+    const socket = this.heartbeat;
+    socket.receiveTimeout = timeoutMs;
+    socket.sendTimeout = timeoutMs;
+    const token = Buffer.from(randomUUID());
+    try {
+      await socket.send(token);
+      const [echo] = await socket.receive();
+      return echo?.equals(token) ?? false;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Closes every socket; pending waits end with an error. Safe to call twice. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const socket of [this.shell, this.control, this.iopub, this.heartbeat]) socket?.close();
+    this.replyHandlers.clear();
+    this.iopubHandlers.clear();
+  }
+
+  private async request(
+    channel: "shell" | "control",
+    msgType: string,
+    content: object,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<JupyterMessage> {
+    const message = createMessage(msgType, content, this.session);
+    const msgId = message.header.msg_id;
+    const reply = deferred<JupyterMessage>();
+    this.replyHandlers.set(msgId, reply.resolve);
+    const timer = new AbortController();
+    const abort = signal ? AbortSignal.any([signal, timer.signal]) : timer.signal;
+    try {
+      await (channel === "shell" ? this.shell : this.control).send(serialize(message, this.info.key));
+      const timeout = sleep(timeoutMs, undefined, { signal: abort }).then(() => {
+        throw new BackendUnavailableError(`kernel did not answer ${msgType} within ${timeoutMs} ms`);
+      });
+      return await Promise.race([reply.promise, timeout]);
+    } finally {
+      timer.abort();
+      this.replyHandlers.delete(msgId);
+    }
+  }
+
+  private async waitForIopub(ms: number, signal?: AbortSignal): Promise<void> {
+    const timer = new AbortController();
+    const abort = signal ? AbortSignal.any([signal, timer.signal]) : timer.signal;
+    const timeout = sleep(ms, undefined, { signal: abort }).catch(() => undefined);
+    await Promise.race([this.iopubArrived.promise, timeout]);
+    timer.abort();
+  }
+
+  /** Rejects with {@link KernelDiedError} when heartbeats stop or `signal` fires for a death. */
+  private async watchLiveness(signal: AbortSignal): Promise<never> {
+    const { heartbeatIntervalMs, heartbeatMisses } = this.options;
+    let misses = 0;
+    for (;;) {
+      try {
+        await sleep(heartbeatIntervalMs, undefined, { signal });
+      } catch {
+        throw signal.reason instanceof KernelDiedError ? signal.reason : new KernelDiedError("run ended");
+      }
+      if (await this.ping()) {
+        misses = 0;
+      } else if (++misses >= heartbeatMisses) {
+        throw new KernelDiedError("the kernel stopped answering heartbeats");
+      }
+    }
+  }
+
+  private async readLoop(socket: Dealer | Subscriber, channel: Channel): Promise<void> {
+    try {
+      for await (const frames of socket) {
+        this.dispatch(channel, frames);
+      }
+    } catch (error) {
+      if (!this.closed) throw error;
+    }
+  }
+
+  private dispatch(channel: Channel, frames: Buffer[]): void {
+    let message: JupyterMessage;
+    try {
+      message = deserialize(frames, this.info.key);
+    } catch (error) {
+      if (error instanceof InvalidMessageError) {
+        this.rejectedMessages++;
+        return;
+      }
+      throw error;
+    }
+    const parentId = message.parent_header.msg_id;
+    if (channel === "iopub") {
+      if (!this.iopubSeen) {
+        this.iopubSeen = true;
+        this.iopubArrived.resolve();
+      }
+      if (parentId) this.iopubHandlers.get(parentId)?.(message);
+      return;
+    }
+    if (parentId) this.replyHandlers.get(parentId)?.(message);
+  }
+}
+
+function elapsed(started: number): number {
+  return Math.round(performance.now() - started);
+}

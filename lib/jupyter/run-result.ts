@@ -1,0 +1,209 @@
+import type { JupyterMessage } from "./messages.ts";
+
+/** One displayed output: MIME type → payload (`text/plain` string, `image/png` base64, …). */
+export type MimeBundle = Record<string, unknown>;
+
+/** The Python exception a run ended in, as the kernel reported it (ANSI colours removed). */
+export interface RunError {
+  ename: string;
+  evalue: string;
+  traceback: string[];
+}
+
+/** How a run ended: the code finished, raised, or was interrupted at its deadline. */
+export type RunStatus = "ok" | "error" | "timeout";
+
+/**
+ * What a run displayed, in order. A superset of pybox's `PyBoxOut{data, error}`, so a pybox caller
+ * reads it unchanged.
+ */
+export interface RunResult {
+  status: RunStatus;
+  data: MimeBundle[];
+  error: RunError | null;
+  executionCount: number | null;
+  durationMs: number;
+  truncated: boolean;
+  /** Set when the kernel had to be restarted to end the run; its variables are gone. */
+  restarted?: boolean;
+}
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI escapes start with ESC by definition.
+const ANSI = /\u001b\[[0-9;?]*[A-Za-z]/g;
+
+/** Removes terminal colour codes, which only cost an agent tokens. */
+export function stripAnsi(text: string): string {
+  return text.replace(ANSI, "");
+}
+
+interface Entry {
+  bundle: MimeBundle;
+  stream?: string;
+  displayId?: string;
+}
+
+/**
+ * Folds the iopub messages and the `execute_reply` of one `execute_request` into a RunResult.
+ * Pure: it sees only messages already matched to the request, so it is tested on recorded
+ * sequences and shared by every backend.
+ */
+export class RunCollector {
+  private readonly entries: Entry[] = [];
+  private error: RunError | null = null;
+  private executionCount: number | null = null;
+  private idle = false;
+  private replied = false;
+  private clearPending = false;
+  private bytes = 0;
+  private truncated = false;
+
+  constructor(private readonly maxOutputBytes: number) {}
+
+  /** True once both the reply (shell) and `status: idle` (iopub) have arrived, in either order. */
+  get done(): boolean {
+    return this.idle && this.replied;
+  }
+
+  /** True once the kernel has said it is idle again for this request. */
+  get isIdle(): boolean {
+    return this.idle;
+  }
+
+  /** Takes one iopub message whose parent is this request. */
+  onIopub(message: JupyterMessage): void {
+    const content = message.content;
+    switch (message.header.msg_type) {
+      case "status":
+        if (content.execution_state === "idle") this.idle = true;
+        return;
+      case "execute_input":
+        if (typeof content.execution_count === "number") this.executionCount = content.execution_count;
+        return;
+      case "stream":
+        this.addStream(String(content.name ?? "stdout"), String(content.text ?? ""));
+        return;
+      case "execute_result":
+      case "display_data":
+        this.addBundle(asBundle(content.data), displayIdOf(content));
+        return;
+      case "update_display_data":
+        this.updateDisplay(asBundle(content.data), displayIdOf(content));
+        return;
+      case "clear_output":
+        if (content.wait === true) this.clearPending = true;
+        else this.clear();
+        return;
+      case "error":
+        this.error = toRunError(content);
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Takes the shell `execute_reply` of this request. */
+  onReply(message: JupyterMessage): void {
+    this.replied = true;
+    const content = message.content;
+    if (typeof content.execution_count === "number") this.executionCount = content.execution_count;
+    if (content.status === "error" && this.error === null) this.error = toRunError(content);
+    if (content.status === "aborted" && this.error === null) {
+      this.error = { ename: "ExecutionAborted", evalue: "the kernel aborted this request", traceback: [] };
+    }
+  }
+
+  /**
+   * The result so far. `timeoutMs` marks a run interrupted at its deadline: its error says so and
+   * keeps the interrupted traceback, which shows where the code was when time ran out.
+   */
+  result(durationMs: number, timeoutMs?: number): RunResult {
+    const timedOut = timeoutMs !== undefined;
+    return {
+      status: timedOut ? "timeout" : this.error ? "error" : "ok",
+      data: this.entries.map((entry) => entry.bundle),
+      error: timedOut ? timeoutError(timeoutMs, this.error) : this.error,
+      executionCount: this.executionCount,
+      durationMs,
+      truncated: this.truncated,
+    };
+  }
+
+  private addStream(name: string, text: string): void {
+    this.applyPendingClear();
+    const last = this.entries.at(-1);
+    if (last?.stream === name) {
+      const kept = this.fit(text);
+      last.bundle["text/plain"] = `${String(last.bundle["text/plain"])}${kept}`;
+      return;
+    }
+    const kept = this.fit(text);
+    if (kept.length > 0 || text.length === 0)
+      this.entries.push({ bundle: { "text/plain": kept }, stream: name });
+  }
+
+  private addBundle(bundle: MimeBundle, displayId: string | undefined): void {
+    this.applyPendingClear();
+    const size = JSON.stringify(bundle).length;
+    if (this.truncated || this.bytes + size > this.maxOutputBytes) {
+      this.truncated = true;
+      return;
+    }
+    this.bytes += size;
+    this.entries.push(displayId === undefined ? { bundle } : { bundle, displayId });
+  }
+
+  private updateDisplay(bundle: MimeBundle, displayId: string | undefined): void {
+    if (displayId === undefined) return;
+    for (const entry of this.entries) {
+      if (entry.displayId === displayId) entry.bundle = bundle;
+    }
+  }
+
+  private fit(text: string): string {
+    if (this.truncated) return "";
+    const room = this.maxOutputBytes - this.bytes;
+    if (text.length <= room) {
+      this.bytes += text.length;
+      return text;
+    }
+    this.truncated = true;
+    this.bytes = this.maxOutputBytes;
+    return text.slice(0, Math.max(0, room));
+  }
+
+  private applyPendingClear(): void {
+    if (this.clearPending) this.clear();
+  }
+
+  private clear(): void {
+    this.clearPending = false;
+    this.entries.length = 0;
+    this.bytes = 0;
+  }
+}
+
+function timeoutError(timeoutMs: number, interrupted: RunError | null): RunError {
+  return {
+    ename: "TimeoutError",
+    evalue: `execution exceeded ${timeoutMs} ms and was interrupted`,
+    traceback: interrupted?.ename === "KeyboardInterrupt" ? interrupted.traceback : [],
+  };
+}
+
+function asBundle(data: unknown): MimeBundle {
+  return data !== null && typeof data === "object" && !Array.isArray(data) ? { ...(data as MimeBundle) } : {};
+}
+
+function displayIdOf(content: Record<string, unknown>): string | undefined {
+  const transient = content.transient;
+  if (transient === null || typeof transient !== "object") return undefined;
+  const id = (transient as Record<string, unknown>).display_id;
+  return typeof id === "string" ? id : undefined;
+}
+
+function toRunError(content: Record<string, unknown>): RunError {
+  const traceback = Array.isArray(content.traceback)
+    ? content.traceback.map((line) => stripAnsi(String(line)))
+    : [];
+  return { ename: String(content.ename ?? "Error"), evalue: String(content.evalue ?? ""), traceback };
+}
