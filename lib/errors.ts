@@ -14,7 +14,6 @@ export type ErrorCode =
   | "KERNEL_DEAD"
   | "KERNEL_STARTING"
   | "PAYLOAD_TOO_LARGE"
-  | "UNSUPPORTED_MEDIA_TYPE"
   | "BACKEND_UNAVAILABLE"
   | "BACKEND_ERROR"
   | "STORE_UNAVAILABLE"
@@ -92,11 +91,6 @@ export class KernelStartingError extends PyboxError {
 /** The request (or the code in it) is larger than the configured limit. */
 export class PayloadTooLargeError extends PyboxError {
   readonly code = "PAYLOAD_TOO_LARGE";
-}
-
-/** The request body is not JSON. */
-export class UnsupportedMediaTypeError extends PyboxError {
-  readonly code = "UNSUPPORTED_MEDIA_TYPE";
 }
 
 /** The backend could not be reached or could not give us a kernel in time; worth retrying. */

@@ -55,6 +55,9 @@ export class RunCollector {
   private replied = false;
   private clearPending = false;
   private bytes = 0;
+  /** No more output fits; reset by a clear, which gives the room back. */
+  private full = false;
+  /** Something was cut during the run; stays set. */
   private truncated = false;
 
   constructor(private readonly maxOutputBytes: number) {}
@@ -120,7 +123,7 @@ export class RunCollector {
     const timedOut = timeoutMs !== undefined;
     return {
       status: timedOut ? "timeout" : this.error ? "error" : "ok",
-      data: this.entries.map((entry) => entry.bundle),
+      data: this.entries.map((entry) => ({ ...entry.bundle })),
       error: timedOut ? timeoutError(timeoutMs, this.error) : this.error,
       executionCount: this.executionCount,
       durationMs,
@@ -143,32 +146,45 @@ export class RunCollector {
 
   private addBundle(bundle: MimeBundle, displayId: string | undefined): void {
     this.applyPendingClear();
-    const size = JSON.stringify(bundle).length;
-    if (this.truncated || this.bytes + size > this.maxOutputBytes) {
-      this.truncated = true;
-      return;
-    }
-    this.bytes += size;
+    if (!this.reserve(bundleBytes(bundle))) return;
     this.entries.push(displayId === undefined ? { bundle } : { bundle, displayId });
   }
 
   private updateDisplay(bundle: MimeBundle, displayId: string | undefined): void {
     if (displayId === undefined) return;
     for (const entry of this.entries) {
-      if (entry.displayId === displayId) entry.bundle = bundle;
+      if (entry.displayId !== displayId) continue;
+      const old = bundleBytes(entry.bundle);
+      this.bytes -= old;
+      if (this.reserve(bundleBytes(bundle))) entry.bundle = bundle;
+      else this.bytes += old;
     }
   }
 
+  /** Counts `size` bytes against the cap; false (and `truncated`) when they do not fit. */
+  private reserve(size: number): boolean {
+    if (this.full || this.bytes + size > this.maxOutputBytes) {
+      this.truncated = true;
+      this.full = true;
+      return false;
+    }
+    this.bytes += size;
+    return true;
+  }
+
+  /** The part of `text` that still fits, cut on a character boundary. */
   private fit(text: string): string {
-    if (this.truncated) return "";
+    if (this.full) return "";
+    const size = Buffer.byteLength(text, "utf8");
     const room = this.maxOutputBytes - this.bytes;
-    if (text.length <= room) {
-      this.bytes += text.length;
+    if (size <= room) {
+      this.bytes += size;
       return text;
     }
     this.truncated = true;
+    this.full = true;
     this.bytes = this.maxOutputBytes;
-    return text.slice(0, Math.max(0, room));
+    return cutUtf8(text, Math.max(0, room));
   }
 
   private applyPendingClear(): void {
@@ -179,6 +195,7 @@ export class RunCollector {
     this.clearPending = false;
     this.entries.length = 0;
     this.bytes = 0;
+    this.full = false;
   }
 }
 
@@ -188,6 +205,18 @@ function timeoutError(timeoutMs: number, interrupted: RunError | null): RunError
     evalue: `execution exceeded ${timeoutMs} ms and was interrupted`,
     traceback: interrupted?.ename === "KeyboardInterrupt" ? interrupted.traceback : [],
   };
+}
+
+function bundleBytes(bundle: MimeBundle): number {
+  return Buffer.byteLength(JSON.stringify(bundle), "utf8");
+}
+
+/** The longest prefix of `text` within `maxBytes` of UTF-8 that ends on a whole character. */
+function cutUtf8(text: string, maxBytes: number): string {
+  const bytes = Buffer.from(text, "utf8");
+  let end = Math.min(maxBytes, bytes.length);
+  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end).toString("utf8");
 }
 
 function asBundle(data: unknown): MimeBundle {

@@ -1,0 +1,17 @@
+import { getConfig } from "../lib/config.ts";
+import { httpHandler } from "../lib/http/handler.ts";
+import { json } from "../lib/http/responses.ts";
+import { StartBodySchema } from "../lib/http/schemas.ts";
+import { getSandbox } from "../lib/runtime.ts";
+
+const sandbox = getSandbox();
+
+/** `POST /kernels`: get-or-create the caller's kernel (201 made, 200 already running). */
+export const handler = httpHandler({
+  body: StartBodySchema,
+  maxBodyBytes: getConfig().run.maxCodeBytes,
+  handle: async ({ owner, body }) => {
+    const { created, kernel } = await sandbox.start(owner, body);
+    return json(created ? 201 : 200, kernel);
+  },
+});

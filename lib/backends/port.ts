@@ -1,0 +1,46 @@
+import type { RunResult } from "../jupyter/run-result.ts";
+
+/** The backends the product can run kernels on. */
+export type BackendName = "local" | "gateway" | "cluster";
+
+/**
+ * Everything needed to reach a kernel again from a fresh process: plain JSON, stored in DynamoDB
+ * and handed back to the same backend, which validates it on the way in.
+ */
+export type KernelRef = { readonly backend: BackendName } & Record<string, unknown>;
+
+/** What the sandbox asks a backend to start. */
+export interface StartSpec {
+  /** The caller (owner) the kernel belongs to. */
+  owner: string;
+  /** The caller's name for the kernel; backends never use it as their own id. */
+  kernelId: string;
+  /** Working directory asked for; a backend-chosen fresh directory when absent. */
+  cwd?: string;
+  /** Operator and caller variables, already merged and checked. */
+  env: Record<string, string>;
+}
+
+/** How one run is bounded. */
+export interface RunOptions {
+  timeoutMs: number;
+  interruptGraceMs: number;
+  maxOutputBytes: number;
+}
+
+/**
+ * The port every backend implements; the sandbox service knows this and nothing of a backend's
+ * insides. Errors are the project's own (see `lib/errors.ts`): a dead kernel is `KernelDiedError`,
+ * an unreachable peer `BackendUnavailableError`.
+ */
+export interface Backend<R extends KernelRef = KernelRef> {
+  readonly name: BackendName;
+  /** Checks a stored ref (it crossed a process boundary and a database). */
+  parseRef(value: unknown): R;
+  start(spec: StartSpec): Promise<R>;
+  run(ref: R, code: string, options: RunOptions): Promise<RunResult>;
+  interrupt(ref: R): Promise<void>;
+  isAlive(ref: R): Promise<boolean>;
+  /** Idempotent: a kernel that is gone already is success. */
+  stop(ref: R): Promise<void>;
+}

@@ -1,0 +1,149 @@
+import { readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseEnv } from "node:util";
+import { z } from "zod";
+import { ConfigError } from "./errors.ts";
+
+/** The repository root, for defaults that point at the project's own venv and state folder. */
+export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const optionalText = z
+  .string()
+  .trim()
+  .transform((value) => (value === "" ? undefined : value))
+  .optional();
+
+const EnvSchema = z.object({
+  PYBOX_BACKEND: z.enum(["local"]).default("local"),
+  PYBOX_TABLE: z.string().trim().min(3).max(255).default("pybox-kernels"),
+  PYBOX_DYNAMODB_ENDPOINT: optionalText.pipe(z.url().optional()),
+  AWS_REGION: optionalText,
+  PYBOX_KERNEL_ENV_FILE: optionalText,
+  PYBOX_KERNEL_ENV: optionalText,
+  PYBOX_PYTHON: optionalText,
+  PYBOX_STATE_DIR: optionalText,
+  PYBOX_RUN_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
+  PYBOX_MAX_RUN_TIMEOUT_MS: int(100, 3_600_000).default(300_000),
+  PYBOX_INTERRUPT_GRACE_MS: int(100, 60_000).default(5_000),
+  PYBOX_START_TIMEOUT_MS: int(1_000, 600_000).default(60_000),
+  PYBOX_BUSY_WAIT_MS: int(0, 600_000).default(10_000),
+  PYBOX_MAX_CODE_BYTES: int(1, 6 * 1024 * 1024).default(256 * 1024),
+  PYBOX_MAX_OUTPUT_BYTES: int(1_024, 5 * 1024 * 1024).default(4 * 1024 * 1024),
+  PYBOX_RECORD_TTL_SECONDS: int(60, 365 * 24 * 3600).default(7 * 24 * 3600),
+  PORT: int(0, 65535).default(8080),
+});
+
+/** Everything the product is configured by, parsed and checked once per cold start. */
+export interface Config {
+  backend: "local";
+  table: string;
+  /** Set only to reach a DynamoDB emulator; Lambda uses the SDK's own resolution. */
+  dynamodb: {
+    endpoint?: string;
+    region?: string;
+    credentials?: { accessKeyId: string; secretAccessKey: string };
+  };
+  /** Operator kernel environment: pybox's `env_file` merged with `kernel_env` (which wins). */
+  operatorEnv: Record<string, string>;
+  run: {
+    defaultTimeoutMs: number;
+    maxTimeoutMs: number;
+    interruptGraceMs: number;
+    busyWaitMs: number;
+    maxCodeBytes: number;
+    maxOutputBytes: number;
+  };
+  startTimeoutMs: number;
+  recordTtlSeconds: number;
+  local: { python: string; stateDir: string };
+  port: number;
+}
+
+/**
+ * Parses an environment into a {@link Config}. Pure, so tests pass their own; a wrong value fails
+ * with a message naming the variable.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const details = parsed.error.issues
+      .map((issue) => `${issue.path.join(".")}: ${issue.message}`)
+      .join("; ");
+    throw new ConfigError(`invalid configuration: ${details}`);
+  }
+  const e = parsed.data;
+  if (e.PYBOX_RUN_TIMEOUT_MS > e.PYBOX_MAX_RUN_TIMEOUT_MS) {
+    throw new ConfigError("invalid configuration: PYBOX_RUN_TIMEOUT_MS exceeds PYBOX_MAX_RUN_TIMEOUT_MS");
+  }
+  const stateDir = resolve(e.PYBOX_STATE_DIR ?? join(PROJECT_ROOT, ".pybox"));
+  return {
+    backend: e.PYBOX_BACKEND,
+    table: e.PYBOX_TABLE,
+    dynamodb: {
+      ...(e.PYBOX_DYNAMODB_ENDPOINT ? { endpoint: e.PYBOX_DYNAMODB_ENDPOINT } : {}),
+      ...(e.AWS_REGION ? { region: e.AWS_REGION } : {}),
+    },
+    operatorEnv: loadOperatorEnv(e.PYBOX_KERNEL_ENV_FILE, e.PYBOX_KERNEL_ENV),
+    run: {
+      defaultTimeoutMs: e.PYBOX_RUN_TIMEOUT_MS,
+      maxTimeoutMs: e.PYBOX_MAX_RUN_TIMEOUT_MS,
+      interruptGraceMs: e.PYBOX_INTERRUPT_GRACE_MS,
+      busyWaitMs: e.PYBOX_BUSY_WAIT_MS,
+      maxCodeBytes: e.PYBOX_MAX_CODE_BYTES,
+      maxOutputBytes: e.PYBOX_MAX_OUTPUT_BYTES,
+    },
+    startTimeoutMs: e.PYBOX_START_TIMEOUT_MS,
+    recordTtlSeconds: e.PYBOX_RECORD_TTL_SECONDS,
+    local: { python: resolve(e.PYBOX_PYTHON ?? join(PROJECT_ROOT, ".venv", "bin", "python")), stateDir },
+    port: e.PORT,
+  };
+}
+
+const EnvMapSchema = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]));
+
+/**
+ * pybox's merge: the dotenv file first, then the JSON object over it. Values are strings in the
+ * kernel's environment, so numbers and booleans in the JSON are stringified.
+ */
+export function loadOperatorEnv(file: string | undefined, json: string | undefined): Record<string, string> {
+  const merged: Record<string, string> = {};
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (cause) {
+      throw new ConfigError(`PYBOX_KERNEL_ENV_FILE cannot be read: ${file}`, { cause });
+    }
+    Object.assign(merged, parseEnv(text));
+  }
+  if (json) {
+    let value: unknown;
+    try {
+      value = JSON.parse(json);
+    } catch (cause) {
+      throw new ConfigError("PYBOX_KERNEL_ENV is not valid JSON", { cause });
+    }
+    const parsed = EnvMapSchema.safeParse(value);
+    if (!parsed.success) throw new ConfigError("PYBOX_KERNEL_ENV must be a JSON object of strings");
+    for (const [key, v] of Object.entries(parsed.data)) merged[key] = String(v);
+  }
+  return merged;
+}
+
+let current: Config | undefined;
+
+/** The process's configuration, read on first use and kept for the life of the container. */
+export function getConfig(): Config {
+  current ??= loadConfig();
+  return current;
+}
+
+/**
+ * Fixes the configuration before first use. Only the local dev server calls it, to point the
+ * store at its embedded DynamoDB; Lambda functions always read their environment.
+ */
+export function setConfig(config: Config): void {
+  current = config;
+}

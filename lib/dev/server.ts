@@ -1,0 +1,199 @@
+import { randomUUID } from "node:crypto";
+import { once } from "node:events";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from "aws-lambda";
+import {
+  MethodNotAllowedError,
+  NotFoundError,
+  PayloadTooLargeError,
+  UnauthenticatedError,
+  ValidationError,
+} from "../errors.ts";
+import { errorResponse } from "../http/error-handler.ts";
+import type { HttpLambda } from "../http/handler.ts";
+import { ROUTES, type RouteFunction } from "../http/routes.ts";
+
+/** API Gateway's own cap on a request payload. */
+const MAX_REQUEST_BYTES = 10 * 1024 * 1024;
+
+interface CompiledRoute {
+  method: string;
+  routeKey: string;
+  pattern: RegExp;
+  names: string[];
+  function: RouteFunction;
+}
+
+/** A running local API. */
+export interface DevServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Serves the HTTP API on loopback the way API Gateway would: each request becomes a payload 2.0
+ * event for the same Lambda handler, with the bearer token's text as the caller (none → `local`).
+ */
+export async function startDevServer(
+  handlers: Record<RouteFunction, HttpLambda>,
+  options: { port: number; host?: string },
+): Promise<DevServer> {
+  const routes = ROUTES.map(compile);
+  const server: Server = createServer((req, res) => {
+    void serve(req, res, routes, handlers).catch((error: unknown) => send(res, errorResponse(error)));
+  });
+  server.keepAliveTimeout = 60_000;
+  server.listen(options.port, options.host ?? "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+async function serve(
+  req: IncomingMessage,
+  res: ServerResponse,
+  routes: CompiledRoute[],
+  handlers: Record<RouteFunction, HttpLambda>,
+): Promise<void> {
+  const url = new URL(req.url ?? "/", "http://localhost");
+  const method = req.method ?? "GET";
+  const matches = routes
+    .map((route) => ({ route, match: route.pattern.exec(url.pathname) }))
+    .filter((m) => m.match !== null);
+  if (matches.length === 0) throw new NotFoundError(`no route for ${method} ${url.pathname}`);
+  const hit = matches.find((m) => m.route.method === method);
+  if (!hit?.match) {
+    const allow = matches.map((m) => m.route.method);
+    throw new MethodNotAllowedError(`${method} is not allowed on ${url.pathname}`, allow);
+  }
+  const body = await readBody(req);
+  const event = toEvent(req, url, hit.route, pathParameters(hit.route, hit.match), body);
+  const response = await handlers[hit.route.function](event, lambdaContext(hit.route.function));
+  send(res, response);
+}
+
+function toEvent(
+  req: IncomingMessage,
+  url: URL,
+  route: CompiledRoute,
+  pathParameters: Record<string, string>,
+  body: Buffer,
+): APIGatewayProxyEventV2 {
+  const headers: Record<string, string> = {};
+  for (const [key, value] of Object.entries(req.headers)) {
+    if (value !== undefined) headers[key] = Array.isArray(value) ? value.join(",") : value;
+  }
+  const now = new Date();
+  const event = {
+    version: "2.0",
+    routeKey: route.routeKey,
+    rawPath: url.pathname,
+    rawQueryString: url.search.slice(1),
+    headers,
+    queryStringParameters: Object.fromEntries(url.searchParams),
+    pathParameters,
+    body: body.length > 0 ? body.toString("utf8") : undefined,
+    isBase64Encoded: false,
+    requestContext: {
+      accountId: "local",
+      apiId: "local",
+      domainName: headers.host ?? "127.0.0.1",
+      domainPrefix: "local",
+      http: {
+        method: route.method,
+        path: url.pathname,
+        protocol: `HTTP/${req.httpVersion}`,
+        sourceIp: req.socket.remoteAddress ?? "127.0.0.1",
+        userAgent: headers["user-agent"] ?? "",
+      },
+      requestId: randomUUID(),
+      routeKey: route.routeKey,
+      stage: "$default",
+      time: now.toUTCString(),
+      timeEpoch: now.getTime(),
+      authorizer: { lambda: { principalId: callerOf(headers.authorization) } },
+    },
+  };
+  return event as APIGatewayProxyEventV2;
+}
+
+/** Dev identity: `Authorization: Bearer <caller>`; no header is the caller `local`. */
+function callerOf(authorization: string | undefined): string {
+  if (authorization === undefined) return "local";
+  const match = /^Bearer\s+(\S.*)$/i.exec(authorization.trim());
+  if (!match?.[1]) throw new UnauthenticatedError("Authorization must be 'Bearer <caller id>'");
+  return match[1].trim();
+}
+
+function compile(route: (typeof ROUTES)[number]): CompiledRoute {
+  const names: string[] = [];
+  const source = route.path.replace(/\{(\w+)\}/g, (_, name: string) => {
+    names.push(name);
+    return "([^/]+)";
+  });
+  return {
+    method: route.method,
+    routeKey: `${route.method} ${route.path}`,
+    pattern: new RegExp(`^${source}/?$`),
+    names,
+    function: route.function,
+  };
+}
+
+function pathParameters(route: CompiledRoute, match: RegExpExecArray): Record<string, string> {
+  const params: Record<string, string> = {};
+  route.names.forEach((name, i) => {
+    try {
+      params[name] = decodeURIComponent(match[i + 1] ?? "");
+    } catch {
+      throw new ValidationError(`path parameter ${name} is not valid percent-encoding`);
+    }
+  });
+  return params;
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_REQUEST_BYTES)
+      throw new PayloadTooLargeError(`request body exceeds ${MAX_REQUEST_BYTES} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+function send(res: ServerResponse, response: APIGatewayProxyStructuredResultV2): void {
+  if (res.headersSent) return;
+  const headers = Object.fromEntries(Object.entries(response.headers ?? {}).map(([k, v]) => [k, String(v)]));
+  res.writeHead(response.statusCode ?? 200, headers);
+  const body = response.body ?? "";
+  res.end(response.isBase64Encoded ? Buffer.from(body, "base64") : body);
+}
+
+function lambdaContext(functionName: string): Context {
+  const deadline = Date.now() + 15 * 60_000;
+  return {
+    callbackWaitsForEmptyEventLoop: false,
+    functionName: `pybox-${functionName}`,
+    functionVersion: "$LATEST",
+    invokedFunctionArn: `arn:aws:lambda:local:000000000000:function:pybox-${functionName}`,
+    memoryLimitInMB: "1024",
+    awsRequestId: randomUUID(),
+    logGroupName: `/aws/lambda/pybox-${functionName}`,
+    logStreamName: "local",
+    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+  };
+}

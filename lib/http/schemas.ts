@@ -1,0 +1,53 @@
+import { z } from "zod";
+import {
+  CALLER_ENV_KEY,
+  MAX_CALLER_ENV_ENTRIES,
+  MAX_CALLER_ENV_VALUE,
+  reservedEnvReason,
+} from "../sandbox/kernel-env.ts";
+
+/** The caller's name for a kernel: safe in URLs, keys, file names and Kubernetes labels. */
+export const KernelIdSchema = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/,
+    "must be 1-128 of A-Z a-z 0-9 . _ - and start with a letter or digit",
+  );
+
+/** Path parameters of `/kernels/{kernelId}…`. */
+export const KernelPathSchema = z.object({ kernelId: KernelIdSchema });
+
+const CallerEnvSchema = z
+  .record(
+    z.string().regex(CALLER_ENV_KEY, "is not a valid variable name"),
+    z.string().max(MAX_CALLER_ENV_VALUE),
+  )
+  .superRefine((env, ctx) => {
+    const keys = Object.keys(env);
+    if (keys.length > MAX_CALLER_ENV_ENTRIES) {
+      ctx.addIssue({ code: "custom", message: `at most ${MAX_CALLER_ENV_ENTRIES} variables` });
+    }
+    for (const key of keys) {
+      const reason = reservedEnvReason(key);
+      if (reason) ctx.addIssue({ code: "custom", path: [key], message: reason });
+      if (env[key]?.includes("\0"))
+        ctx.addIssue({ code: "custom", path: [key], message: "contains a NUL byte" });
+    }
+  });
+
+/** `POST /kernels`: every field optional, unknown fields refused (a typo must not pass silently). */
+export const StartBodySchema = z.strictObject({
+  kernelId: KernelIdSchema.optional(),
+  cwd: z
+    .string()
+    .max(4_096)
+    .regex(/^\/[^\0]*$/, "must be an absolute path")
+    .optional(),
+  env: CallerEnvSchema.optional(),
+});
+
+/** `POST /kernels/{kernelId}/run`. Size and timeout limits come from configuration (see the service). */
+export const RunBodySchema = z.strictObject({
+  code: z.string({ error: "code is required and must be a string" }),
+  timeoutMs: z.number().int().min(1).max(3_600_000).optional(),
+});

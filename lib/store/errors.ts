@@ -1,0 +1,14 @@
+import { ConditionFailedError, StoreUnavailableError } from "../errors.ts";
+
+/**
+ * Translates what the AWS SDK threw into the project's errors: a lost conditional write is an
+ * expected outcome, anything else means DynamoDB is unreachable or refusing us (the SDK has
+ * already retried with backoff by then).
+ */
+export function translateStoreError(error: unknown): Error {
+  const name = error instanceof Error ? error.name : "";
+  if (name === "ConditionalCheckFailedException" || name === "TransactionCanceledException") {
+    return new ConditionFailedError("conditional write lost", { cause: error });
+  }
+  return new StoreUnavailableError("the kernel store is unavailable", { cause: error, retryAfterSeconds: 2 });
+}
