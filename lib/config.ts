@@ -8,7 +8,12 @@ import { ConfigError } from "./errors.ts";
 /** The repository root, for defaults that point at the project's own venv and state folder. */
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/** A whole number from the environment; an empty value counts as unset, not as 0. */
+const int = (min: number, max: number, fallback: number) =>
+  z.preprocess(
+    (value) => (typeof value === "string" && value.trim() === "" ? undefined : value),
+    z.coerce.number().int().min(min).max(max).default(fallback),
+  );
 const optionalText = z
   .string()
   .trim()
@@ -24,15 +29,15 @@ const EnvSchema = z.object({
   PYBOX_KERNEL_ENV: optionalText,
   PYBOX_PYTHON: optionalText,
   PYBOX_STATE_DIR: optionalText,
-  PYBOX_RUN_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
-  PYBOX_MAX_RUN_TIMEOUT_MS: int(100, 3_600_000).default(300_000),
-  PYBOX_INTERRUPT_GRACE_MS: int(100, 60_000).default(5_000),
-  PYBOX_START_TIMEOUT_MS: int(1_000, 600_000).default(60_000),
-  PYBOX_BUSY_WAIT_MS: int(0, 600_000).default(10_000),
-  PYBOX_MAX_CODE_BYTES: int(1, 6 * 1024 * 1024).default(256 * 1024),
-  PYBOX_MAX_OUTPUT_BYTES: int(1_024, 5 * 1024 * 1024).default(4 * 1024 * 1024),
-  PYBOX_RECORD_TTL_SECONDS: int(60, 365 * 24 * 3600).default(7 * 24 * 3600),
-  PORT: int(0, 65535).default(8080),
+  PYBOX_RUN_TIMEOUT_MS: int(100, 3_600_000, 30_000),
+  PYBOX_MAX_RUN_TIMEOUT_MS: int(100, 3_600_000, 300_000),
+  PYBOX_INTERRUPT_GRACE_MS: int(100, 60_000, 5_000),
+  PYBOX_START_TIMEOUT_MS: int(1_000, 600_000, 60_000),
+  PYBOX_BUSY_WAIT_MS: int(0, 600_000, 10_000),
+  PYBOX_MAX_CODE_BYTES: int(1, 6 * 1024 * 1024, 256 * 1024),
+  PYBOX_MAX_OUTPUT_BYTES: int(1_024, 5 * 1024 * 1024, 4 * 1024 * 1024),
+  PYBOX_RECORD_TTL_SECONDS: int(60, 365 * 24 * 3600, 7 * 24 * 3600),
+  PORT: int(0, 65535, 8080),
 });
 
 /** Everything the product is configured by, parsed and checked once per cold start. */

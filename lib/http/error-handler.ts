@@ -20,6 +20,9 @@ export const STATUS_BY_CODE: Record<ErrorCode, number> = {
   INTERNAL: 500,
 };
 
+/** What a 429 or 503 tells the caller to wait when the error names no delay of its own. */
+const DEFAULT_RETRY_AFTER_SECONDS = 2;
+
 /** Fixed, safe messages for errors whose own message must not be shown. */
 const HIDDEN_MESSAGES: Partial<Record<ErrorCode, string>> = {
   BACKEND_UNAVAILABLE: "the kernel backend is unavailable; try again shortly",
@@ -40,7 +43,9 @@ export function errorResponse(error: unknown): APIGatewayProxyStructuredResultV2
   if (status >= 500) logger.error("request failed", { error: error as Error });
   const message = known?.expose ? known.message : (HIDDEN_MESSAGES[code] ?? "internal error");
   const headers: Record<string, string> = {};
-  if (known?.retryAfterSeconds !== undefined) headers["retry-after"] = String(known.retryAfterSeconds);
+  const retryAfter =
+    known?.retryAfterSeconds ?? (status === 429 || status === 503 ? DEFAULT_RETRY_AFTER_SECONDS : undefined);
+  if (retryAfter !== undefined) headers["retry-after"] = String(retryAfter);
   if (error instanceof MethodNotAllowedError) headers.allow = error.allow.join(", ");
   const details =
     error instanceof ValidationError && error.issues.length > 0 ? { details: error.issues } : {};

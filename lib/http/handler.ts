@@ -29,6 +29,9 @@ export type HttpLambda = (
 
 const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 
+/** An absent body (validated as `{}`), as distinct from a JSON `null` (which is invalid). */
+const NO_BODY = Symbol("no body");
+
 /**
  * Builds an HTTP API function: caller identity, body size, JSON parsing and zod validation at the
  * edge, then the route's handler; every failure goes through the one error middleware.
@@ -42,7 +45,7 @@ export function httpHandler<P extends z.ZodType, B extends z.ZodType>(
       const owner = callerOf(event.requestContext);
       const params = route.params ? validate(route.params, event.pathParameters ?? {}, "path") : undefined;
       const raw = route.body ? readJsonBody(event, route.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES) : undefined;
-      const body = route.body ? validate(route.body, raw ?? {}, "body") : undefined;
+      const body = route.body ? validate(route.body, raw === NO_BODY ? {} : raw, "body") : undefined;
       return route.handle({ owner, params: params as z.infer<P>, body: body as z.infer<B> });
     });
   return (event, context) => fn(event, context) as Promise<APIGatewayProxyStructuredResultV2>;
@@ -53,7 +56,7 @@ export function httpHandler<P extends z.ZodType, B extends z.ZodType>(
  * must work, and a body that is not JSON is a 400 either way.
  */
 function readJsonBody(event: APIGatewayProxyEventV2, maxBytes: number): unknown {
-  if (event.body === undefined || event.body === "") return undefined;
+  if (event.body === undefined || event.body === "") return NO_BODY;
   const text = event.isBase64Encoded ? Buffer.from(event.body, "base64").toString("utf8") : event.body;
   if (Buffer.byteLength(text, "utf8") > maxBytes) {
     throw new PayloadTooLargeError(`request body exceeds ${maxBytes} bytes`);

@@ -28,6 +28,14 @@ const CallerEnvSchema = z
       ctx.addIssue({ code: "custom", message: `at most ${MAX_CALLER_ENV_ENTRIES} variables` });
     }
     for (const key of keys) {
+      if (!CALLER_ENV_KEY.test(key)) {
+        ctx.addIssue({
+          code: "custom",
+          path: [key],
+          message: "is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)",
+        });
+        continue;
+      }
       const reason = reservedEnvReason(key);
       if (reason) ctx.addIssue({ code: "custom", path: [key], message: reason });
       if (env[key]?.includes("\0"))

@@ -1,0 +1,149 @@
+import assert from "node:assert/strict";
+import { readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { type LocalApi, startLocalApi } from "../support/local-api.ts";
+import { describeBackendBehaviour } from "./behaviour.ts";
+
+describeBackendBehaviour("local", async () => {
+  const server = await startLocalApi();
+  return { api: server.api, stop: () => server.stop() };
+});
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitUntil(check: () => boolean, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (check()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return check();
+}
+
+describe("local backend", { timeout: 300_000 }, () => {
+  describe("kernel environment", () => {
+    let server: LocalApi;
+
+    before(async () => {
+      server = await startLocalApi({
+        AWS_ACCESS_KEY_ID: "AKIAHOSTSECRET",
+        AWS_SECRET_ACCESS_KEY: "host-secret-value",
+        GITHUB_TOKEN: "ghp_hosttoken",
+        PYBOX_KERNEL_ENV: JSON.stringify({ TEAM: "analytics", SHARED: "operator" }),
+      });
+    });
+
+    after(async () => {
+      await server?.stop();
+    });
+
+    it("keeps the host's variables out of the kernel", async () => {
+      await server.api.start({ kernelId: "env" });
+
+      const names = await server.api.eval("env", "import os, json\njson.dumps(sorted(os.environ))");
+      const values = await server.api.eval("env", "'|'.join(os.environ.values())");
+
+      for (const leaked of [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "GITHUB_TOKEN",
+        "PYBOX_KERNEL_ENV",
+      ]) {
+        assert.ok(!names.includes(leaked), `${leaked} leaked into the kernel: ${names}`);
+      }
+      assert.ok(!values.includes("host-secret-value") && !values.includes("ghp_hosttoken"));
+    });
+
+    it("passes operator and caller variables, the operator's winning", async () => {
+      const started = await server.api.start({
+        kernelId: "env2",
+        env: { PROJECT: "sales", SHARED: "caller" },
+      });
+      assert.equal(started.status, 201, started.text);
+
+      const seen = await server.api.eval(
+        "env2",
+        "import os\n(os.environ['TEAM'], os.environ['PROJECT'], os.environ['SHARED'])",
+      );
+
+      assert.equal(seen, "('analytics', 'sales', 'operator')");
+    });
+
+    it("gives every kernel its own random key in a private connection file", async () => {
+      await server.api.start({ kernelId: "key-a" });
+      await server.api.start({ kernelId: "key-b" });
+
+      const dirs = await readdir(join(server.stateDir, "kernels"));
+      const files = dirs.map((dir) => join(server.stateDir, "kernels", dir, "connection.json"));
+      const keys = await Promise.all(
+        files.map(async (file) => JSON.parse(await readFile(file, "utf8")).key as string),
+      );
+      const modes = await Promise.all(files.map(async (file) => (await stat(file)).mode & 0o777));
+
+      assert.ok(keys.length >= 2);
+      assert.equal(new Set(keys).size, keys.length);
+      assert.ok(keys.every((key) => key.length >= 64));
+      assert.ok(
+        modes.every((mode) => mode === 0o600),
+        `modes: ${modes.map((m) => m.toString(8))}`,
+      );
+    });
+  });
+
+  describe("the dev server's own lifecycle", () => {
+    it("stops its kernels on Ctrl-C", async () => {
+      const server = await startLocalApi();
+      try {
+        await server.api.start({ kernelId: "k" });
+        const pid = Number(await server.api.eval("k", "import os\nos.getpid()"));
+        assert.ok(processExists(pid));
+
+        await server.stop({ signal: "SIGINT", keepState: true });
+
+        assert.ok(await waitUntil(() => !processExists(pid), 5_000), "kernel outlived the server");
+        assert.match(server.output(), /Stopped 1 kernel/);
+      } finally {
+        await server.stop();
+      }
+    });
+
+    it("re-attaches live kernels and cleans up dead ones after a crash", async () => {
+      const first = await startLocalApi();
+      let pids: number[] = [];
+      try {
+        await first.api.start({ kernelId: "survivor" });
+        await first.api.run("survivor", "kept = 'yes'");
+        await first.api.start({ kernelId: "casualty" });
+        pids = [
+          Number(await first.api.eval("survivor", "import os\nos.getpid()")),
+          Number(await first.api.eval("casualty", "import os\nos.getpid()")),
+        ];
+        await first.stop({ signal: "SIGKILL", keepState: true });
+        const casualty = pids[1];
+        if (casualty) process.kill(casualty, "SIGKILL");
+        await writeFile(join(first.stateDir, "marker"), "crashed");
+
+        const second = await startLocalApi({}, first.stateDir);
+        try {
+          assert.match(second.output(), /1 re-attached, 1 dead ones cleaned up/);
+          assert.equal(await second.api.eval("survivor", "kept"), "'yes'");
+          assert.equal((await second.api.get("casualty")).status, 404);
+        } finally {
+          await second.stop();
+        }
+        assert.ok(await waitUntil(() => !processExists(pids[0] ?? 0), 5_000));
+      } finally {
+        for (const pid of pids) if (processExists(pid)) process.kill(pid, "SIGKILL");
+        await first.stop();
+      }
+    });
+  });
+});

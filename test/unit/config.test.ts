@@ -1,0 +1,266 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { loadConfig, loadOperatorEnv, PROJECT_ROOT } from "../../lib/config.ts";
+import { ConfigError } from "../../lib/errors.ts";
+
+/** Asserts `act` throws a ConfigError whose message matches `message`. */
+function assertConfigError(act: () => unknown, message: RegExp): void {
+  assert.throws(act, (error: unknown) => {
+    assert.ok(error instanceof ConfigError, `expected ConfigError, got ${String(error)}`);
+    assert.match(error.message, message);
+    return true;
+  });
+}
+
+describe("config", () => {
+  let dir = "";
+  let envFile = "";
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), "pybox-config-test-"));
+    envFile = join(dir, "kernel.env");
+    writeFileSync(envFile, "A=file\nB=file\n");
+  });
+  after(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  describe("loadConfig", () => {
+    it("uses the defaults for an empty environment", () => {
+      // Act
+      const config = loadConfig({});
+
+      // Assess
+      assert.deepEqual(config, {
+        backend: "local",
+        table: "pybox-kernels",
+        dynamodb: {},
+        operatorEnv: {},
+        run: {
+          defaultTimeoutMs: 30_000,
+          maxTimeoutMs: 300_000,
+          interruptGraceMs: 5_000,
+          busyWaitMs: 10_000,
+          maxCodeBytes: 262_144,
+          maxOutputBytes: 4_194_304,
+        },
+        startTimeoutMs: 60_000,
+        recordTtlSeconds: 604_800,
+        local: {
+          python: join(PROJECT_ROOT, ".venv", "bin", "python"),
+          stateDir: join(PROJECT_ROOT, ".pybox"),
+        },
+        port: 8080,
+      });
+    });
+
+    it("reads every variable it is given", () => {
+      // Prepare
+      const env = {
+        PYBOX_BACKEND: "local",
+        PYBOX_TABLE: "my-table",
+        PYBOX_DYNAMODB_ENDPOINT: "http://localhost:4567",
+        AWS_REGION: "eu-west-1",
+        PYBOX_PYTHON: "/opt/py/bin/python",
+        PYBOX_STATE_DIR: "/var/pybox",
+        PYBOX_RUN_TIMEOUT_MS: "1000",
+        PYBOX_MAX_RUN_TIMEOUT_MS: "2000",
+        PYBOX_INTERRUPT_GRACE_MS: "300",
+        PYBOX_START_TIMEOUT_MS: "4000",
+        PYBOX_BUSY_WAIT_MS: "0",
+        PYBOX_MAX_CODE_BYTES: "512",
+        PYBOX_MAX_OUTPUT_BYTES: "2048",
+        PYBOX_RECORD_TTL_SECONDS: "3600",
+        PORT: "9090",
+      };
+
+      // Act
+      const config = loadConfig(env);
+
+      // Assess
+      assert.deepEqual(config, {
+        backend: "local",
+        table: "my-table",
+        dynamodb: { endpoint: "http://localhost:4567", region: "eu-west-1" },
+        operatorEnv: {},
+        run: {
+          defaultTimeoutMs: 1_000,
+          maxTimeoutMs: 2_000,
+          interruptGraceMs: 300,
+          busyWaitMs: 0,
+          maxCodeBytes: 512,
+          maxOutputBytes: 2_048,
+        },
+        startTimeoutMs: 4_000,
+        recordTtlSeconds: 3_600,
+        local: { python: "/opt/py/bin/python", stateDir: "/var/pybox" },
+        port: 9090,
+      });
+    });
+
+    it("resolves a relative state directory and python to absolute paths", () => {
+      // Act
+      const config = loadConfig({ PYBOX_STATE_DIR: "state", PYBOX_PYTHON: "bin/python" });
+
+      // Assess
+      assert.equal(config.local.stateDir, resolve("state"));
+      assert.equal(config.local.python, resolve("bin/python"));
+    });
+
+    it("treats blank optional text as unset", () => {
+      // Act
+      const config = loadConfig({ AWS_REGION: "  ", PYBOX_DYNAMODB_ENDPOINT: "" });
+
+      // Assess
+      assert.deepEqual(config.dynamodb, {});
+    });
+
+    const invalid: ReadonlyArray<[string, Record<string, string>, string]> = [
+      ["a run timeout that is not a number", { PYBOX_RUN_TIMEOUT_MS: "soon" }, "PYBOX_RUN_TIMEOUT_MS"],
+      ["a run timeout that is not an integer", { PYBOX_RUN_TIMEOUT_MS: "1500.5" }, "PYBOX_RUN_TIMEOUT_MS"],
+      ["a run timeout below 100 ms", { PYBOX_RUN_TIMEOUT_MS: "99" }, "PYBOX_RUN_TIMEOUT_MS"],
+      ["a max code size of 0", { PYBOX_MAX_CODE_BYTES: "0" }, "PYBOX_MAX_CODE_BYTES"],
+      ["a port above 65535", { PORT: "65536" }, "PORT"],
+      ["a negative port", { PORT: "-1" }, "PORT"],
+      ["an unknown backend", { PYBOX_BACKEND: "kubernetes" }, "PYBOX_BACKEND"],
+      ["a table name that is too short", { PYBOX_TABLE: "ab" }, "PYBOX_TABLE"],
+      [
+        "an endpoint that is not a URL",
+        { PYBOX_DYNAMODB_ENDPOINT: "localhost port 8000" },
+        "PYBOX_DYNAMODB_ENDPOINT",
+      ],
+      ["a start timeout below 1 s", { PYBOX_START_TIMEOUT_MS: "999" }, "PYBOX_START_TIMEOUT_MS"],
+      ["a record TTL below 60 s", { PYBOX_RECORD_TTL_SECONDS: "59" }, "PYBOX_RECORD_TTL_SECONDS"],
+    ];
+    for (const [name, env, variable] of invalid) {
+      it(`rejects ${name} with a ConfigError naming ${variable}`, () => {
+        assertConfigError(() => loadConfig(env), new RegExp(`^invalid configuration: .*\\b${variable}: `));
+      });
+    }
+
+    it("names every invalid variable at once", () => {
+      assertConfigError(
+        () => loadConfig({ PORT: "http", PYBOX_BUSY_WAIT_MS: "-5" }),
+        /^invalid configuration: (?=.*\bPORT: )(?=.*\bPYBOX_BUSY_WAIT_MS: )/,
+      );
+    });
+
+    it("rejects a default run timeout above the maximum", () => {
+      assertConfigError(
+        () => loadConfig({ PYBOX_RUN_TIMEOUT_MS: "300001" }),
+        /^invalid configuration: PYBOX_RUN_TIMEOUT_MS exceeds PYBOX_MAX_RUN_TIMEOUT_MS$/,
+      );
+    });
+
+    it("rejects a maximum run timeout below the default", () => {
+      assertConfigError(
+        () => loadConfig({ PYBOX_MAX_RUN_TIMEOUT_MS: "29999" }),
+        /PYBOX_RUN_TIMEOUT_MS exceeds PYBOX_MAX_RUN_TIMEOUT_MS/,
+      );
+    });
+
+    it("accepts a default run timeout equal to the maximum", () => {
+      // Act
+      const config = loadConfig({ PYBOX_RUN_TIMEOUT_MS: "5000", PYBOX_MAX_RUN_TIMEOUT_MS: "5000" });
+
+      // Assess
+      assert.deepEqual([config.run.defaultTimeoutMs, config.run.maxTimeoutMs], [5_000, 5_000]);
+    });
+
+    it("merges the operator's kernel env file and JSON", () => {
+      // Act
+      const config = loadConfig({ PYBOX_KERNEL_ENV_FILE: envFile, PYBOX_KERNEL_ENV: '{"B":"json","C":1}' });
+
+      // Assess
+      assert.deepEqual(config.operatorEnv, { A: "file", B: "json", C: "1" });
+    });
+
+    it("fails on an unreadable operator env file", () => {
+      assertConfigError(
+        () => loadConfig({ PYBOX_KERNEL_ENV_FILE: join(dir, "missing.env") }),
+        /^PYBOX_KERNEL_ENV_FILE cannot be read: /,
+      );
+    });
+  });
+
+  describe("loadOperatorEnv", () => {
+    it("gives an empty environment when neither source is set", () => {
+      // Act
+      const env = loadOperatorEnv(undefined, undefined);
+
+      // Assess
+      assert.deepEqual(env, {});
+    });
+
+    it("reads the dotenv file alone", () => {
+      // Act
+      const env = loadOperatorEnv(envFile, undefined);
+
+      // Assess
+      assert.deepEqual(env, { A: "file", B: "file" });
+    });
+
+    it("lets the JSON object win over the file and stringifies its values", () => {
+      // Act
+      const env = loadOperatorEnv(envFile, '{"B":"json","C":1}');
+
+      // Assess
+      assert.deepEqual(env, { A: "file", B: "json", C: "1" });
+    });
+
+    it("stringifies booleans and numbers in the JSON", () => {
+      // Act
+      const env = loadOperatorEnv(undefined, '{"FLAG":true,"OFF":false,"RATIO":0.5}');
+
+      // Assess
+      assert.deepEqual(env, { FLAG: "true", OFF: "false", RATIO: "0.5" });
+    });
+
+    it("reads dotenv comments, quotes and export-less lines as pybox does", () => {
+      // Prepare
+      const file = join(dir, "quoted.env");
+      writeFileSync(file, "# operator settings\nQUOTED=\"a b\"\nSINGLE='c'\nEMPTY=\n");
+
+      // Act
+      const env = loadOperatorEnv(file, undefined);
+
+      // Assess
+      assert.deepEqual(env, { QUOTED: "a b", SINGLE: "c", EMPTY: "" });
+    });
+
+    it("rejects JSON that does not parse", () => {
+      assertConfigError(
+        () => loadOperatorEnv(undefined, "{B: json}"),
+        /^PYBOX_KERNEL_ENV is not valid JSON$/,
+      );
+    });
+
+    for (const json of ['["A=1"]', "[]", '"A=1"', "42", "null", '{"A":{"nested":true}}', '{"A":null}']) {
+      it(`rejects the JSON ${json}, which is not an object of strings`, () => {
+        assertConfigError(
+          () => loadOperatorEnv(undefined, json),
+          /^PYBOX_KERNEL_ENV must be a JSON object of strings$/,
+        );
+      });
+    }
+
+    it("rejects a missing file", () => {
+      // Prepare
+      const missing = join(dir, "does-not-exist.env");
+
+      // Act + Assess
+      assertConfigError(
+        () => loadOperatorEnv(missing, undefined),
+        new RegExp(
+          `^PYBOX_KERNEL_ENV_FILE cannot be read: ${missing.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`,
+        ),
+      );
+    });
+
+    it("rejects a directory given as the file", () => {
+      assertConfigError(() => loadOperatorEnv(dir, undefined), /^PYBOX_KERNEL_ENV_FILE cannot be read: /);
+    });
+  });
+});
