@@ -1,28 +1,34 @@
-import { readdir, readFile, writeFile } from "node:fs/promises";
-import { cpus } from "node:os";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
+import { loadConfig } from "../lib/config.ts";
+import { startLocalStack } from "../lib/dev/local-stack.ts";
+import { ensurePythonEnv } from "../lib/dev/python-env.ts";
 import { KernelClient } from "../lib/jupyter/client.ts";
 import { ConnectionInfoSchema } from "../lib/jupyter/connection.ts";
-import { startLocalApi } from "../test/support/local-api.ts";
+import { jsonClient } from "./http-client.ts";
 import { summarize, timed } from "./stats.ts";
 
 /**
  * `npm run bench`: the `1+1` round trip on one kernel through (a) a persistent ZeroMQ client,
  * (b) fresh sockets per run, (c) the full path HTTP → local server → handler → DynamoDB → kernel,
  * interleaved round by round so all three see the same machine; plus kernel start latency.
+ * The local API runs in this process, exactly as `npm start` assembles it.
  */
 const ROUNDS = 300;
 const WARMUP = 30;
 const STARTS = 15;
 const RUN = { timeoutMs: 10_000, interruptGraceMs: 2_000, maxOutputBytes: 1 << 20 };
 
-const server = await startLocalApi({ POWERTOOLS_LOG_LEVEL: "ERROR" });
+await ensurePythonEnv();
+const stateDir = await mkdtemp(join(tmpdir(), "pybox-bench-"));
+const stack = await startLocalStack(loadConfig({ PORT: "0", PYBOX_STATE_DIR: stateDir }));
+const http = jsonClient(stack.url);
 try {
-  const api = server.api.as("bench");
-  await api.start({ kernelId: "bench" });
-  const [dir] = await readdir(join(server.stateDir, "kernels"));
+  await http.call("POST", "/kernels", { kernelId: "bench" });
+  const [dir] = await readdir(join(stateDir, "kernels"));
   const info = ConnectionInfoSchema.parse(
-    JSON.parse(await readFile(join(server.stateDir, "kernels", dir ?? "", "connection.json"), "utf8")),
+    JSON.parse(await readFile(join(stateDir, "kernels", dir ?? "", "connection.json"), "utf8")),
   );
 
   const persistent = new KernelClient(info);
@@ -37,8 +43,9 @@ try {
       }
     },
     "c. full path: HTTP → handler → DynamoDB → kernel": async () => {
-      const res = await api.run("bench", "1+1");
-      if (res.body.data[0]?.["text/plain"] !== "2") throw new Error(`unexpected: ${res.text}`);
+      const res = await http.call("POST", "/kernels/bench/run", { code: "1+1" });
+      const data = (res.body as { data?: Array<Record<string, unknown>> }).data;
+      if (data?.[0]?.["text/plain"] !== "2") throw new Error(`unexpected: ${JSON.stringify(res.body)}`);
     },
   };
   const names = Object.keys(paths);
@@ -55,8 +62,8 @@ try {
   const starts: number[] = [];
   const stops: number[] = [];
   for (let i = 0; i < STARTS; i++) {
-    starts.push(await timed(() => api.start({ kernelId: `start-${i}` })));
-    stops.push(await timed(() => api.stop(`start-${i}`)));
+    starts.push(await timed(() => http.call("POST", "/kernels", { kernelId: `start-${i}` })));
+    stops.push(await timed(() => http.call("DELETE", `/kernels/start-${i}`)));
   }
 
   const results = Object.fromEntries(names.map((name) => [name, summarize(samples[name] ?? [])]));
@@ -74,7 +81,7 @@ try {
   const md = [
     "# Benchmark: `1+1` round trip on one local kernel",
     "",
-    `${report.date}, ${report.machine.cpus} × ${report.machine.model}, Node ${report.machine.node}; ${ROUNDS} rounds after ${WARMUP} warm-up, the three paths interleaved round by round.`,
+    `${report.date}, ${report.machine.cpus} × ${report.machine.model}, Node ${report.machine.node}; ${ROUNDS} rounds after ${WARMUP} warm-up, the three paths interleaved round by round. The local API (dev HTTP server, handlers, dynalite persisted on disk) runs in the bench process, as \`npm start\` assembles it; (c) uses a keep-alive HTTP client.`,
     "",
     "| path | p50 ms | p95 ms |",
     "| --- | ---: | ---: |",
@@ -92,5 +99,7 @@ try {
   await writeFile(join(import.meta.dirname, "results", "latest.md"), md);
   console.log(md);
 } finally {
-  await server.stop();
+  http.close();
+  await stack.close();
+  await rm(stateDir, { recursive: true, force: true });
 }

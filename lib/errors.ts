@@ -136,3 +136,12 @@ export class ConditionFailedError extends PyboxError {
   readonly code = "INTERNAL";
   override readonly expose = false;
 }
+
+/** Internal: a ref remembered by this container belongs to an older kernel under the same id. */
+export class StaleRefError extends PyboxError {
+  readonly code = "INTERNAL";
+  override readonly expose = false;
+  constructor() {
+    super("cached kernel ref is stale");
+  }
+}

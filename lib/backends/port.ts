@@ -26,6 +26,12 @@ export interface RunOptions {
   timeoutMs: number;
   interruptGraceMs: number;
   maxOutputBytes: number;
+  /**
+   * When given, the backend may connect and get the kernel ready meanwhile, but sends the code only
+   * once this resolves; if it rejects, the run ends with that error and no code was sent. Lets the
+   * service overlap its DynamoDB lease with the connection handshake.
+   */
+  admitted?: Promise<unknown>;
 }
 
 /**

@@ -18,6 +18,8 @@ export interface ExecuteOptions {
   maxOutputBytes: number;
   /** Aborted by the caller when it learns the kernel is gone (e.g. its process exited). */
   signal?: AbortSignal;
+  /** The code is sent only once this resolves (see `RunOptions.admitted`); the handshake need not wait. */
+  admitted?: Promise<unknown>;
 }
 
 /** Tunables of the liveness watch; defaults suit a kernel on the same host or in the same VPC. */
@@ -111,7 +113,12 @@ export class KernelClient {
     const death = this.watchLiveness(signal);
     death.catch(() => undefined);
     try {
-      if (!this.ready) await Promise.race([this.handshake(signal), death]);
+      // A refusal (the lease was not ours) ends the run even mid-handshake.
+      const refused = options.admitted?.then(() => new Promise<never>(() => undefined));
+      refused?.catch(() => undefined);
+      const stops = refused ? [death, refused] : [death];
+      if (!this.ready) await Promise.race([this.handshake(signal), ...stops]);
+      if (options.admitted) await Promise.race([options.admitted, ...stops]);
       const message = createMessage("execute_request", executeContent(code), this.session);
       const collector = new RunCollector(options.maxOutputBytes);
       const finished = deferred<void>();
@@ -204,9 +211,14 @@ export class KernelClient {
     const abort = signal ? AbortSignal.any([signal, timer.signal]) : timer.signal;
     try {
       await (channel === "shell" ? this.shell : this.control).send(serialize(message, this.info.key));
-      const timeout = sleep(timeoutMs, undefined, { signal: abort }).then(() => {
-        throw new BackendUnavailableError(`kernel did not answer ${msgType} within ${timeoutMs} ms`);
-      });
+      const timeout = sleep(timeoutMs, undefined, { signal: abort }).then(
+        () => {
+          throw new BackendUnavailableError(`kernel did not answer ${msgType} within ${timeoutMs} ms`);
+        },
+        () => {
+          throw signal?.reason instanceof Error ? signal.reason : new KernelDiedError(`${msgType} abandoned`);
+        },
+      );
       return await Promise.race([reply.promise, timeout]);
     } finally {
       timer.abort();

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
+import { LRUCache } from "lru-cache";
 import type { Backend, KernelRef } from "../backends/port.ts";
 import {
   ConditionFailedError,
@@ -9,6 +10,7 @@ import {
   KernelStartingError,
   NotFoundError,
   PayloadTooLargeError,
+  StaleRefError,
   ValidationError,
 } from "../errors.ts";
 import type { RunResult } from "../jupyter/run-result.ts";
@@ -54,6 +56,15 @@ export interface SandboxSettings {
   };
 }
 
+/** A kernel's ref as last read in this container, tagged with the record version it came from. */
+interface CachedRef {
+  version: number;
+  ref: KernelRef;
+}
+
+/** How many kernels' refs one container remembers. */
+const REF_CACHE_SIZE = 1_000;
+
 /** Slack on leases and start claims, so a slow write never frees a kernel still in use. */
 const LEASE_MARGIN_MS = 30_000;
 
@@ -63,6 +74,8 @@ const LEASE_MARGIN_MS = 30_000;
  * kernel per (owner, kernelId) and one run at a time per kernel.
  */
 export class SandboxService {
+  private readonly refs = new LRUCache<string, CachedRef>({ max: REF_CACHE_SIZE });
+
   constructor(
     private readonly store: KernelStore,
     private readonly backend: Backend,
@@ -124,34 +137,51 @@ export class SandboxService {
     if (!Number.isInteger(timeout) || timeout < 1 || timeout > run.maxTimeoutMs) {
       throw new ValidationError(`timeoutMs must be an integer from 1 to ${run.maxTimeoutMs}`);
     }
+    const options = {
+      timeoutMs: timeout,
+      interruptGraceMs: run.interruptGraceMs,
+      maxOutputBytes: run.maxOutputBytes,
+    };
     const leaseId = randomUUID();
-    const record = await this.acquire(
-      owner,
-      kernelId,
-      leaseId,
-      timeout + run.interruptGraceMs + LEASE_MARGIN_MS,
-    );
+    const lease = this.acquire(owner, kernelId, leaseId, timeout + run.interruptGraceMs + LEASE_MARGIN_MS);
+    lease.catch(() => undefined);
+    let record: KernelRecord | undefined;
     let dead = false;
     try {
+      // With the kernel's address known from an earlier call in this container, connect and
+      // handshake while the lease is being taken; the code goes out only once it is ours.
+      const cached = this.refs.get(cacheKey(owner, kernelId));
+      if (cached) {
+        const admitted = lease.then((held) => {
+          record = held;
+          if (held.version !== cached.version) throw new StaleRefError();
+        });
+        try {
+          return await this.backend.run(cached.ref, code, { ...options, admitted });
+        } catch (error) {
+          record = await lease;
+          if (record.version === cached.version) throw error;
+        }
+      }
+      record ??= await lease;
       const ref = this.refOf(record);
       if (!ref) throw new KernelDiedError("the kernel belongs to another backend");
-      return await this.backend.run(ref, code, {
-        timeoutMs: timeout,
-        interruptGraceMs: run.interruptGraceMs,
-        maxOutputBytes: run.maxOutputBytes,
-      });
+      this.refs.set(cacheKey(owner, kernelId), { version: record.version, ref });
+      return await this.backend.run(ref, code, options);
     } catch (error) {
-      if (!(error instanceof KernelDiedError)) throw error;
+      if (!(error instanceof KernelDiedError) || !record) throw error;
       dead = true;
+      this.refs.delete(cacheKey(owner, kernelId));
       await this.store.markDead(record);
       throw deadError(kernelId, error);
     } finally {
-      if (!dead) await this.store.releaseLease(owner, kernelId, leaseId);
+      if (record && !dead) await this.store.releaseLease(owner, kernelId, leaseId);
     }
   }
 
   /** Stops the caller's kernel and forgets it; stopping a kernel that is gone already succeeds. */
   async stop(owner: string, kernelId: string): Promise<void> {
+    this.refs.delete(cacheKey(owner, kernelId));
     const record = await this.store.get(owner, kernelId);
     if (!record) return;
     const ref = this.refOf(record);
@@ -281,6 +311,10 @@ export class SandboxService {
       .stop(ref)
       .catch((cause) => logger.warn("could not stop kernel", { kernelId: record.kernelId, cause }));
   }
+}
+
+function cacheKey(owner: string, kernelId: string): string {
+  return JSON.stringify([owner, kernelId]);
 }
 
 function toView(record: KernelRecord, restarted?: boolean): KernelView {
