@@ -215,6 +215,26 @@ export function describeBackendBehaviour(backend: string, startHarness: () => Pr
       });
     });
 
+    describe("concurrent runs on one kernel", () => {
+      it("runs them one at a time, and a timeout interrupts only its own code", async () => {
+        await api.run(kernel, "import time\nlog = []");
+
+        const [slow, quick] = await Promise.all([
+          api.run(kernel, "log.append('slow start')\ntime.sleep(20)\nlog.append('slow end')", 1_500),
+          (async () => {
+            await new Promise((resolve) => setTimeout(resolve, 300));
+            return api.run(kernel, "time.sleep(0.5)\nlog.append('quick')\n'quick done'");
+          })(),
+        ]);
+
+        assert.equal(slow.body.status, "timeout");
+        assert.equal(quick.status, 200, quick.text);
+        assert.equal(quick.body.status, "ok", quick.text);
+        assert.deepEqual(quick.body.data, [{ "text/plain": "'quick done'" }]);
+        assert.equal(await api.eval(kernel, "log"), "['slow start', 'quick']");
+      });
+    });
+
     describe("owner isolation", () => {
       it("hides one caller's kernel from another and leaves it untouched", async () => {
         const mallory = harness.api.as("mallory");

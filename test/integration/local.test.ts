@@ -98,6 +98,33 @@ describe("local backend", { timeout: 300_000 }, () => {
     });
   });
 
+  describe("a kernel held by a long run", () => {
+    let server: LocalApi;
+
+    before(async () => {
+      server = await startLocalApi({ PYBOX_BUSY_WAIT_MS: "300" });
+    });
+
+    after(async () => {
+      await server?.stop();
+    });
+
+    it("answers 409 KERNEL_BUSY with Retry-After once the wait for the lease runs out, without running the code", async () => {
+      await server.api.start({ kernelId: "held" });
+      await server.api.run("held", "ran = []");
+      const long = server.api.run("held", "import time\ntime.sleep(2)");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+
+      const busy = await server.api.run("held", "ran.append('second')");
+      await long;
+
+      assert.equal(busy.status, 409, busy.text);
+      assert.equal((busy.body as unknown as { error: { code: string } }).error.code, "KERNEL_BUSY");
+      assert.equal(busy.headers.get("retry-after"), "1");
+      assert.equal(await server.api.eval("held", "ran"), "[]");
+    });
+  });
+
   describe("the dev server's own lifecycle", () => {
     it("stops its kernels on Ctrl-C", async () => {
       const server = await startLocalApi();
