@@ -13,6 +13,8 @@ export const handler = httpHandler({
   params: KernelPathSchema,
   body: RunBodySchema,
   maxBodyBytes,
-  handle: async ({ owner, params, body }) =>
-    json(200, await sandbox.run(owner, params.kernelId, body.code, body.timeoutMs)),
+  handle: async ({ owner, params, body, context }) => {
+    const deadline = Date.now() + context.getRemainingTimeInMillis();
+    return json(200, await sandbox.run(owner, params.kernelId, body.code, body.timeoutMs, deadline));
+  },
 });

@@ -1,3 +1,5 @@
+import type { RunResult } from "./jupyter/run-result.ts";
+
 /**
  * Every error the product raises. Adapters translate foreign errors (AWS SDK, ZeroMQ, kernel
  * replies) into these where they meet them; `lib/http/error-handler.ts` is the one place that
@@ -13,6 +15,7 @@ export type ErrorCode =
   | "KERNEL_BUSY"
   | "KERNEL_DEAD"
   | "KERNEL_STARTING"
+  | "KERNEL_STOPPED"
   | "PAYLOAD_TOO_LARGE"
   | "BACKEND_UNAVAILABLE"
   | "BACKEND_ERROR"
@@ -88,6 +91,11 @@ export class KernelStartingError extends PyboxError {
   readonly code = "KERNEL_STARTING";
 }
 
+/** The kernel was stopped (`DELETE`) while this start was bringing it up. */
+export class KernelStoppedError extends PyboxError {
+  readonly code = "KERNEL_STOPPED";
+}
+
 /** The request (or the code in it) is larger than the configured limit. */
 export class PayloadTooLargeError extends PyboxError {
   readonly code = "PAYLOAD_TOO_LARGE";
@@ -123,6 +131,26 @@ export class ConfigError extends PyboxError {
  */
 export class KernelDiedError extends PyboxError {
   readonly code = "KERNEL_DEAD";
+}
+
+/**
+ * Raised by the Jupyter client when an interrupted run did not end within its grace period: the
+ * kernel is stuck in code that ignores interrupts. Carries what the run displayed until then.
+ */
+export class KernelStuckError extends PyboxError {
+  readonly code = "KERNEL_DEAD";
+  constructor(
+    message: string,
+    readonly partial: RunResult,
+  ) {
+    super(message);
+  }
+}
+
+/** A stored record or ref this code cannot read (a newer schema, another backend, a hand edit). */
+export class CorruptRecordError extends PyboxError {
+  readonly code = "INTERNAL";
+  override readonly expose = false;
 }
 
 /** A message on a kernel socket failed HMAC verification or could not be decoded. */

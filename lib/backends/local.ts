@@ -38,6 +38,7 @@ export interface LocalBackendOptions {
 
 const PROCESS_POLL_MS = 200;
 const EXIT_GRACE_MS = 500;
+const PING_ATTEMPTS = 3;
 
 /**
  * Kernels as processes on this machine, for development. Each kernel is its own process group,
@@ -68,6 +69,7 @@ export class LocalBackend implements Backend<LocalKernelRef> {
     const connectionFile = join(runtimeDir, "connection.json");
     await writeFile(connectionFile, JSON.stringify(freshConnection()), { mode: 0o600 });
 
+    const deadline = Date.now() + startTimeoutMs;
     const child = this.spawnKernel(connectionFile, workDir, {
       ...spec.env,
       PATH: `${dirname(python)}:/usr/local/bin:/usr/bin:/bin`,
@@ -84,12 +86,14 @@ export class LocalBackend implements Backend<LocalKernelRef> {
       id,
       pid,
       startTime: identity.startTime,
-      connection: await waitForPorts(connectionFile, child, startTimeoutMs),
+      connection: await waitForPorts(connectionFile, child, deadline),
       runtimeDir,
       workDir,
       ownsWorkDir: spec.cwd === undefined,
     };
-    const client = new KernelClient(ref.connection, { handshakeTimeoutMs: startTimeoutMs });
+    const client = new KernelClient(ref.connection, {
+      handshakeTimeoutMs: Math.max(1, deadline - Date.now()),
+    });
     try {
       await client.handshake();
     } catch (error) {
@@ -103,6 +107,7 @@ export class LocalBackend implements Backend<LocalKernelRef> {
   }
 
   async run(ref: LocalKernelRef, code: string, options: RunOptions): Promise<RunResult> {
+    const client = new KernelClient(ref.connection);
     const death = new AbortController();
     const check = () =>
       void isRunning(ref).then((alive) => {
@@ -110,7 +115,6 @@ export class LocalBackend implements Backend<LocalKernelRef> {
       });
     check();
     const watch = setInterval(check, PROCESS_POLL_MS);
-    const client = new KernelClient(ref.connection);
     try {
       return await client.execute(code, { ...options, signal: death.signal });
     } finally {
@@ -124,17 +128,22 @@ export class LocalBackend implements Backend<LocalKernelRef> {
     try {
       await client.interrupt();
     } catch {
-      signalGroup(ref.pid, "SIGINT");
+      if (await isRunning(ref)) signalGroup(ref.pid, "SIGINT");
     } finally {
       client.close();
     }
   }
 
+  /** The process must run and its heartbeat answer; one lost ping on a loaded machine is not death. */
   async isAlive(ref: LocalKernelRef): Promise<boolean> {
     if (!(await isRunning(ref))) return false;
     const client = new KernelClient(ref.connection);
     try {
-      return await client.ping();
+      for (let attempt = 0; attempt < PING_ATTEMPTS; attempt++) {
+        if (await client.ping()) return true;
+        if (!(await isRunning(ref))) return false;
+      }
+      return false;
     } finally {
       client.close();
     }
@@ -152,7 +161,7 @@ export class LocalBackend implements Backend<LocalKernelRef> {
       // by then, so a short grace and then signals end it without keeping the caller waiting.
       for (const signal of ["SIGTERM", "SIGKILL"] as const) {
         if (await exitsWithin(ref, EXIT_GRACE_MS)) break;
-        signalGroup(ref.pid, signal);
+        if (await isRunning(ref)) signalGroup(ref.pid, signal);
       }
       await exitsWithin(ref, EXIT_GRACE_MS);
     }
@@ -194,8 +203,7 @@ function freshConnection(): ConnectionInfo {
 }
 
 /** ipykernel rewrites the connection file once its sockets are bound; wait for that (or its death). */
-async function waitForPorts(file: string, child: ChildProcess, timeoutMs: number): Promise<ConnectionInfo> {
-  const deadline = Date.now() + timeoutMs;
+async function waitForPorts(file: string, child: ChildProcess, deadline: number): Promise<ConnectionInfo> {
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new BackendUnavailableError(
@@ -206,8 +214,9 @@ async function waitForPorts(file: string, child: ChildProcess, timeoutMs: number
     if (info.success && hasAllPorts(info.data)) return info.data;
     await sleep(10);
   }
-  if (child.pid !== undefined) signalGroup(child.pid, "SIGKILL");
-  throw new BackendUnavailableError(`the kernel did not bind its ports within ${timeoutMs} ms`);
+  if (child.pid !== undefined && child.exitCode === null && child.signalCode === null)
+    signalGroup(child.pid, "SIGKILL");
+  throw new BackendUnavailableError("the kernel did not bind its ports in time");
 }
 
 async function readJson(file: string): Promise<unknown> {

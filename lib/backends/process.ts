@@ -33,16 +33,15 @@ export async function isRunning(identity: ProcessIdentity): Promise<boolean> {
   return identity.startTime === null || now.startTime === null || now.startTime === identity.startTime;
 }
 
-/** Sends a signal to the kernel's whole process group (the kernel leads its own), ignoring "gone". */
+/**
+ * Sends a signal to the kernel's whole process group (the kernel leads its own), ignoring "gone".
+ * Only a group is signalled: a group that is gone means the pid may already be someone else's.
+ */
 export function signalGroup(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(-pid, signal);
   } catch {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      // already gone
-    }
+    // the group is gone
   }
 }
 

@@ -28,6 +28,7 @@ interface CompiledRoute {
 /** A running local API. */
 export interface DevServer {
   url: string;
+  /** Stops accepting requests, lets those under way finish, then closes every connection. */
   close(): Promise<void>;
 }
 
@@ -40,8 +41,13 @@ export async function startDevServer(
   options: { port: number; host?: string },
 ): Promise<DevServer> {
   const routes = ROUTES.map(compile);
+  const inFlight = new Set<Promise<void>>();
   const server: Server = createServer((req, res) => {
-    void serve(req, res, routes, handlers).catch((error: unknown) => send(res, errorResponse(error)));
+    const handling = serve(req, res, routes, handlers).catch((error: unknown) =>
+      send(res, errorResponse(error)),
+    );
+    inFlight.add(handling);
+    void handling.finally(() => inFlight.delete(handling));
   });
   server.keepAliveTimeout = 60_000;
   server.listen(options.port, options.host ?? "127.0.0.1");
@@ -49,11 +55,14 @@ export async function startDevServer(
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      // Requests under way finish first, so a start in flight cannot leave a kernel behind.
+      await Promise.allSettled([...inFlight]);
+      server.closeAllConnections();
+      await closed;
+    },
   };
 }
 

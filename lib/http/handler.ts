@@ -10,6 +10,8 @@ export interface HttpRequest<P, B> {
   owner: string;
   params: P;
   body: B;
+  /** The Lambda context, for the invocation's remaining time. */
+  context: Context;
 }
 
 /** What a route declares: its schemas and the one service call it makes. */
@@ -41,12 +43,12 @@ export function httpHandler<P extends z.ZodType, B extends z.ZodType>(
 ): HttpLambda {
   const fn = middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>()
     .use(httpErrorHandler())
-    .handler(async (event) => {
+    .handler(async (event, context) => {
       const owner = callerOf(event.requestContext);
       const params = route.params ? validate(route.params, event.pathParameters ?? {}, "path") : undefined;
       const raw = route.body ? readJsonBody(event, route.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES) : undefined;
       const body = route.body ? validate(route.body, raw === NO_BODY ? {} : raw, "body") : undefined;
-      return route.handle({ owner, params: params as z.infer<P>, body: body as z.infer<B> });
+      return route.handle({ owner, params: params as z.infer<P>, body: body as z.infer<B>, context });
     });
   return (event, context) => fn(event, context) as Promise<APIGatewayProxyStructuredResultV2>;
 }

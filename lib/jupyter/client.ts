@@ -2,7 +2,12 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Dealer, Request, Subscriber } from "zeromq";
 import { deferred } from "../async.ts";
-import { BackendUnavailableError, InvalidMessageError, KernelDiedError } from "../errors.ts";
+import {
+  BackendUnavailableError,
+  InvalidMessageError,
+  KernelDiedError,
+  KernelStuckError,
+} from "../errors.ts";
 import { type Channel, type ConnectionInfo, channelUrl } from "./connection.ts";
 import { createMessage, executeContent, type JupyterMessage } from "./messages.ts";
 import { RunCollector, type RunResult } from "./run-result.ts";
@@ -63,6 +68,8 @@ export class KernelClient {
   private readonly iopubArrived = deferred<void>();
   private ready = false;
   private closed = false;
+  /** Rejects if a reader loop dies while the client is open; every wait races it. */
+  private readonly broken = deferred<never>();
   /** Messages dropped because they were not authentic or not decodable. */
   rejectedMessages = 0;
 
@@ -71,9 +78,15 @@ export class KernelClient {
     options: ClientOptions = {},
   ) {
     this.options = { ...DEFAULTS, ...options };
-    this.shell.connect(channelUrl(info, "shell"));
-    this.control.connect(channelUrl(info, "control"));
-    this.iopub.connect(channelUrl(info, "iopub"));
+    try {
+      connect(this.shell, channelUrl(info, "shell"));
+      connect(this.control, channelUrl(info, "control"));
+      connect(this.iopub, channelUrl(info, "iopub"));
+    } catch (cause) {
+      this.close();
+      throw new BackendUnavailableError("could not connect to the kernel's sockets", { cause });
+    }
+    this.broken.promise.catch(() => undefined);
     this.iopub.subscribe();
     void this.readLoop(this.shell, "shell");
     void this.readLoop(this.control, "control");
@@ -81,17 +94,35 @@ export class KernelClient {
   }
 
   /**
-   * Waits until the kernel answers on shell *and* our iopub subscription has landed: a fresh
-   * subscriber misses messages until then, so we resend `kernel_info_request` until both hold.
+   * Waits until the kernel answers *and* our iopub subscription has landed: a fresh subscriber
+   * misses messages until then, so we resend `kernel_info_request` until both hold. It goes on the
+   * control channel, which ipykernel serves on its own thread, so a cell still running on shell
+   * (the previous run's, while we wait for the lease) does not hold the handshake up.
    */
   async handshake(signal?: AbortSignal): Promise<Record<string, unknown>> {
     const deadline = Date.now() + this.options.handshakeTimeoutMs;
     let probeMs = 5;
+    let replyWaitMs = 250;
     for (;;) {
       const remaining = deadline - Date.now();
       if (remaining <= 0)
         throw new BackendUnavailableError("kernel did not answer the readiness handshake in time");
-      const reply = await this.request("shell", "kernel_info_request", {}, remaining, signal);
+      let reply: JupyterMessage;
+      try {
+        reply = await this.request(
+          "control",
+          "kernel_info_request",
+          {},
+          Math.min(remaining, replyWaitMs),
+          signal,
+        );
+      } catch (error) {
+        // A request that reached a kernel still wiring up its streams can sit unread until the
+        // next message wakes the socket: resend rather than wait out the whole deadline.
+        if (!(error instanceof BackendUnavailableError) || signal?.aborted) throw error;
+        replyWaitMs = Math.min(replyWaitMs * 2, 2_000);
+        continue;
+      }
       if (!this.iopubSeen)
         await this.waitForIopub(Math.min(probeMs, Math.max(0, deadline - Date.now())), signal);
       if (this.iopubSeen) {
@@ -104,13 +135,14 @@ export class KernelClient {
 
   /**
    * Runs code and collects what it displayed. At the deadline the kernel is interrupted (control
-   * channel) and the result says `timeout`; a kernel that stops answering heartbeats, or whose
-   * death the caller signals, ends the run at once with {@link KernelDiedError}.
+   * channel) and the result says `timeout`; if it is not idle again within the grace period, the
+   * run ends with {@link KernelStuckError}. A kernel that stops answering heartbeats, or whose death
+   * the caller signals, ends the run at once with {@link KernelDiedError}.
    */
   async execute(code: string, options: ExecuteOptions): Promise<RunResult> {
     const watch = new AbortController();
     const signal = options.signal ? AbortSignal.any([options.signal, watch.signal]) : watch.signal;
-    const death = this.watchLiveness(signal);
+    const death = Promise.race([this.watchLiveness(signal), this.broken.promise]);
     death.catch(() => undefined);
     try {
       // A refusal (the lease was not ours) ends the run even mid-handshake.
@@ -142,7 +174,10 @@ export class KernelClient {
         const grace = sleep(options.interruptGraceMs, "grace" as const, { signal: watch.signal });
         grace.catch(() => undefined);
         await Promise.race([finished.promise, grace, death]);
-        return collector.result(elapsed(started), options.timeoutMs);
+        const result = collector.result(elapsed(started), options.timeoutMs);
+        if (!collector.done)
+          throw new KernelStuckError("the kernel did not come back from an interrupt", result);
+        return result;
       } finally {
         this.iopubHandlers.delete(msgId);
         this.replyHandlers.delete(msgId);
@@ -172,7 +207,7 @@ export class KernelClient {
     if (this.closed) return false;
     if (!this.heartbeat) {
       this.heartbeat = new Request({ linger: 0, relaxed: true, correlate: true });
-      this.heartbeat.connect(channelUrl(this.info, "hb"));
+      connect(this.heartbeat, channelUrl(this.info, "hb"));
     }
     const socket = this.heartbeat;
     socket.receiveTimeout = timeoutMs;
@@ -219,7 +254,7 @@ export class KernelClient {
           throw signal?.reason instanceof Error ? signal.reason : new KernelDiedError(`${msgType} abandoned`);
         },
       );
-      return await Promise.race([reply.promise, timeout]);
+      return await Promise.race([reply.promise, timeout, this.broken.promise]);
     } finally {
       timer.abort();
       this.replyHandlers.delete(msgId);
@@ -257,8 +292,9 @@ export class KernelClient {
       for await (const frames of socket) {
         this.dispatch(channel, frames);
       }
-    } catch (error) {
-      if (!this.closed) throw error;
+    } catch (cause) {
+      if (!this.closed)
+        this.broken.reject(new BackendUnavailableError(`the ${channel} channel failed`, { cause }));
     }
   }
 
@@ -283,6 +319,18 @@ export class KernelClient {
       return;
     }
     if (parentId) this.replyHandlers.get(parentId)?.(message);
+  }
+}
+
+/** `connect` may fail with EINTR when a signal lands mid-call (profilers, SIGCHLD); it is safe to retry. */
+function connect(socket: Dealer | Subscriber | Request, url: string): void {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      socket.connect(url);
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EINTR" || attempt >= 5) throw error;
+    }
   }
 }
 

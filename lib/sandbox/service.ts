@@ -4,10 +4,13 @@ import { LRUCache } from "lru-cache";
 import type { Backend, KernelRef } from "../backends/port.ts";
 import {
   ConditionFailedError,
+  CorruptRecordError,
   KernelBusyError,
   KernelDeadError,
   KernelDiedError,
   KernelStartingError,
+  KernelStoppedError,
+  KernelStuckError,
   NotFoundError,
   PayloadTooLargeError,
   StaleRefError,
@@ -56,9 +59,9 @@ export interface SandboxSettings {
   };
 }
 
-/** A kernel's ref as last read in this container, tagged with the record version it came from. */
+/** A kernel's ref as last read in this container, tagged with the incarnation it belongs to. */
 interface CachedRef {
-  version: number;
+  incarnation: string;
   ref: KernelRef;
 }
 
@@ -67,6 +70,9 @@ const REF_CACHE_SIZE = 1_000;
 
 /** Slack on leases and start claims, so a slow write never frees a kernel still in use. */
 const LEASE_MARGIN_MS = 30_000;
+
+/** Kept back from an invocation's deadline to give the lease back and answer. */
+const DEADLINE_RESERVE_MS = 1_000;
 
 /**
  * Start, run, get and stop, per caller. Stateless: every call reads what it needs from the store,
@@ -118,7 +124,7 @@ export class SandboxService {
     const record = await this.store.get(owner, kernelId);
     if (!record) throw notFound(kernelId);
     if (record.state === "ready" && !(await this.alive(record))) {
-      await this.store.markDead(record);
+      await this.bury(record);
       return toView({ ...record, state: "dead" });
     }
     return toView(record);
@@ -127,55 +133,97 @@ export class SandboxService {
   /**
    * Runs code in the caller's kernel. Runs on one kernel are serialised by a lease, so a timeout
    * interrupts only its own code; a run waits a bounded time for the lease, then gets `KERNEL_BUSY`.
+   * `deadline` (epoch ms) is when the invocation must have answered: waits and the code's own
+   * timeout are cut to fit inside it, so the kernel is always interrupted before the caller gives up.
    */
-  async run(owner: string, kernelId: string, code: string, timeoutMs?: number): Promise<RunResult> {
+  async run(
+    owner: string,
+    kernelId: string,
+    code: string,
+    timeoutMs?: number,
+    deadline?: number,
+  ): Promise<RunResult> {
     const { run } = this.settings;
     if (Buffer.byteLength(code, "utf8") > run.maxCodeBytes) {
       throw new PayloadTooLargeError(`code exceeds ${run.maxCodeBytes} bytes`);
     }
-    const timeout = timeoutMs ?? run.defaultTimeoutMs;
-    if (!Number.isInteger(timeout) || timeout < 1 || timeout > run.maxTimeoutMs) {
+    const asked = timeoutMs ?? run.defaultTimeoutMs;
+    if (!Number.isInteger(asked) || asked < 1 || asked > run.maxTimeoutMs) {
       throw new ValidationError(`timeoutMs must be an integer from 1 to ${run.maxTimeoutMs}`);
     }
-    const options = {
-      timeoutMs: timeout,
+    const budget =
+      (deadline ?? Number.POSITIVE_INFINITY) - Date.now() - run.interruptGraceMs - DEADLINE_RESERVE_MS;
+    const busyWaitMs = Math.max(0, Math.min(run.busyWaitMs, budget - 1_000));
+    const leaseId = randomUUID();
+    const lease = this.acquire(
+      owner,
+      kernelId,
+      leaseId,
+      asked + run.interruptGraceMs + LEASE_MARGIN_MS,
+      busyWaitMs,
+    );
+    lease.catch(() => undefined);
+    const options = () => ({
+      timeoutMs: Math.max(
+        100,
+        Math.min(
+          asked,
+          (deadline ?? Number.POSITIVE_INFINITY) - Date.now() - run.interruptGraceMs - DEADLINE_RESERVE_MS,
+        ),
+      ),
       interruptGraceMs: run.interruptGraceMs,
       maxOutputBytes: run.maxOutputBytes,
-    };
-    const leaseId = randomUUID();
-    const lease = this.acquire(owner, kernelId, leaseId, timeout + run.interruptGraceMs + LEASE_MARGIN_MS);
-    lease.catch(() => undefined);
+    });
     let record: KernelRecord | undefined;
-    let dead = false;
+    let released = false;
     try {
       // With the kernel's address known from an earlier call in this container, connect and
       // handshake while the lease is being taken; the code goes out only once it is ours.
       const cached = this.refs.get(cacheKey(owner, kernelId));
       if (cached) {
+        let admittedAs: string | undefined;
         const admitted = lease.then((held) => {
-          record = held;
-          if (held.version !== cached.version) throw new StaleRefError();
+          if (held.incarnation !== cached.incarnation) throw new StaleRefError();
+          admittedAs = held.incarnation;
         });
+        admitted.catch(() => undefined);
         try {
-          return await this.backend.run(cached.ref, code, { ...options, admitted });
-        } catch (error) {
+          const result = await this.backend.run(cached.ref, code, { ...options(), admitted });
           record = await lease;
-          if (record.version === cached.version) throw error;
+          return result;
+        } catch (error) {
+          const sent = admittedAs !== undefined;
+          record = await lease;
+          // The code went out to this very kernel: what happened to it is the answer. Otherwise
+          // nothing ran yet, and the run starts over from the stored ref.
+          if (sent) throw error;
+          this.refs.delete(cacheKey(owner, kernelId));
         }
       }
       record ??= await lease;
       const ref = this.refOf(record);
-      if (!ref) throw new KernelDiedError("the kernel belongs to another backend");
-      this.refs.set(cacheKey(owner, kernelId), { version: record.version, ref });
-      return await this.backend.run(ref, code, options);
+      if (!ref) throw new CorruptRecordError(`kernel '${kernelId}' is ready but has no ref`);
+      this.refs.set(cacheKey(owner, kernelId), { incarnation: record.incarnation, ref });
+      return await this.backend.run(ref, code, options());
     } catch (error) {
-      if (!(error instanceof KernelDiedError) || !record) throw error;
-      dead = true;
-      this.refs.delete(cacheKey(owner, kernelId));
-      await this.store.markDead(record);
-      throw deadError(kernelId, error);
+      if (!record) throw error;
+      if (error instanceof KernelStuckError) {
+        released = true;
+        await this.bury(record);
+        return stuckResult(error);
+      }
+      if (error instanceof KernelDiedError) {
+        released = true;
+        await this.bury(record);
+        throw deadError(kernelId, error);
+      }
+      throw error;
     } finally {
-      if (record && !dead) await this.store.releaseLease(owner, kernelId, leaseId);
+      if (record && !released) {
+        await this.store
+          .releaseLease(owner, kernelId, leaseId)
+          .catch((cause) => logger.warn("lease not released; it expires by itself", { kernelId, cause }));
+      }
     }
   }
 
@@ -184,21 +232,23 @@ export class SandboxService {
     this.refs.delete(cacheKey(owner, kernelId));
     const record = await this.store.get(owner, kernelId);
     if (!record) return;
-    const ref = this.refOf(record);
+    const ref = this.readableRef(record);
     if (ref) await this.backend.stop(ref);
     await this.store.delete(record);
   }
 
   /**
    * Finds this backend's kernels left by an earlier process (the dev server after a crash):
-   * live ones are kept and served again, dead ones are cleaned up. Never per request.
+   * live ones are kept and served again (the dead process's leases dropped), dead ones are
+   * cleaned up. Never per request.
    */
   async recover(): Promise<{ reattached: number; cleaned: number }> {
     let reattached = 0;
     let cleaned = 0;
     for await (const record of this.store.scanAll()) {
       if (record.backend !== this.backend.name) continue;
-      if (record.state === "ready" && (await this.alive(record))) {
+      if (record.state === "ready" && (await this.alive(record).catch(() => false))) {
+        await this.store.clearLease(record);
         reattached++;
       } else if (record.state !== "starting" || (record.startingUntil ?? 0) < Date.now()) {
         await this.stopQuietly(record);
@@ -221,6 +271,7 @@ export class SandboxService {
         await this.store.delete(record);
       }),
     );
+    this.refs.clear();
     return records.length;
   }
 
@@ -238,7 +289,10 @@ export class SandboxService {
     }
   }
 
-  /** Starts the backend kernel for a claimed record; undefined when the record was taken meanwhile. */
+  /**
+   * Starts the backend kernel for a claimed record. Returns undefined when another start took the
+   * record over meanwhile (the caller loops and finds that one's kernel).
+   */
   private async launch(record: KernelRecord, request: StartRequest, restarted: boolean) {
     let ref: KernelRef;
     try {
@@ -249,18 +303,25 @@ export class SandboxService {
         ...(request.cwd === undefined ? {} : { cwd: request.cwd }),
       });
     } catch (error) {
-      await this.store.abandon(record);
+      await this.store.abandon(record).catch((cause) => logger.warn("start not abandoned", { cause }));
       throw error;
     }
     try {
       const done = await this.store.complete(record, ref);
+      this.refs.set(cacheKey(record.owner, record.kernelId), { incarnation: done.incarnation, ref });
       return toView(done, restarted);
     } catch (error) {
       await this.backend
         .stop(ref)
         .catch((cause) => logger.warn("could not stop a superseded kernel", { cause }));
-      if (error instanceof ConditionFailedError) return undefined;
-      throw error;
+      if (!(error instanceof ConditionFailedError)) {
+        await this.store.abandon(record).catch((cause) => logger.warn("start not abandoned", { cause }));
+        throw error;
+      }
+      if (!(await this.store.get(record.owner, record.kernelId))) {
+        throw new KernelStoppedError(`kernel '${record.kernelId}' was stopped while it was starting`);
+      }
+      return undefined;
     }
   }
 
@@ -269,8 +330,9 @@ export class SandboxService {
     kernelId: string,
     leaseId: string,
     leaseMs: number,
+    busyWaitMs: number,
   ): Promise<KernelRecord> {
-    const waitUntil = Date.now() + this.settings.run.busyWaitMs;
+    const waitUntil = Date.now() + busyWaitMs;
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.store.acquireLease(owner, kernelId, leaseId, Date.now() + leaseMs);
@@ -289,12 +351,30 @@ export class SandboxService {
     }
   }
 
+  /**
+   * The backend's ref of a record; undefined while it is starting. A ref this backend cannot read
+   * is an error, never taken for a dead kernel: that would orphan a live one.
+   */
   private refOf(record: KernelRecord): KernelRef | undefined {
-    if (record.backend !== this.backend.name || record.ref === undefined) return undefined;
+    if (record.ref === undefined) return undefined;
+    if (record.backend !== this.backend.name) {
+      throw new CorruptRecordError(`kernel '${record.kernelId}' belongs to the ${record.backend} backend`);
+    }
     try {
       return this.backend.parseRef(record.ref);
     } catch (cause) {
-      logger.warn("unreadable kernel ref in store", { kernelId: record.kernelId, cause });
+      throw new CorruptRecordError(`kernel '${record.kernelId}' has a ref this backend cannot read`, {
+        cause,
+      });
+    }
+  }
+
+  /** {@link refOf} for clean-up paths: an unreadable ref is logged (for an operator) and skipped. */
+  private readableRef(record: KernelRecord): KernelRef | undefined {
+    try {
+      return this.refOf(record);
+    } catch (error) {
+      logger.error("kernel ref unreadable; its kernel may need stopping by hand", { error: error as Error });
       return undefined;
     }
   }
@@ -304,13 +384,31 @@ export class SandboxService {
     return ref ? this.backend.isAlive(ref) : false;
   }
 
+  /** Marks a kernel dead and makes sure nothing of it keeps running. */
+  private async bury(record: KernelRecord): Promise<void> {
+    this.refs.delete(cacheKey(record.owner, record.kernelId));
+    await this.store.markDead(record).catch((cause) => logger.warn("could not mark kernel dead", { cause }));
+    await this.stopQuietly(record);
+  }
+
   private async stopQuietly(record: KernelRecord): Promise<void> {
-    const ref = this.refOf(record);
+    const ref = this.readableRef(record);
     if (!ref) return;
     await this.backend
       .stop(ref)
       .catch((cause) => logger.warn("could not stop kernel", { kernelId: record.kernelId, cause }));
   }
+}
+
+/** The answer to a run whose kernel would not stop: what it displayed, and what became of the kernel. */
+function stuckResult(error: KernelStuckError): RunResult {
+  const partial = error.partial;
+  const evalue = `${partial.error?.evalue ?? "execution timed out"}; the kernel did not respond to the interrupt and was shut down (its state is lost): POST /kernels with this kernelId to start a fresh one`;
+  return {
+    ...partial,
+    status: "timeout",
+    error: { ename: "TimeoutError", evalue, traceback: partial.error?.traceback ?? [] },
+  };
 }
 
 function cacheKey(owner: string, kernelId: string): string {

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import {
   DeleteCommand,
   type DynamoDBDocumentClient,
@@ -7,7 +8,7 @@ import {
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
 import { z } from "zod";
-import { ConditionFailedError, StoreUnavailableError } from "../errors.ts";
+import { ConditionFailedError, CorruptRecordError } from "../errors.ts";
 import { translateStoreError } from "./errors.ts";
 
 const KernelRecordSchema = z.object({
@@ -16,8 +17,11 @@ const KernelRecordSchema = z.object({
   backend: z.enum(["local", "gateway", "cluster"]),
   /** A start holds `starting`; `dead` waits for a start to revive it. */
   state: z.enum(["starting", "ready", "dead"]),
-  /** Bumped by every start or restart, so a late writer cannot overwrite a newer kernel. */
-  version: z.number().int(),
+  /**
+   * New (a UUID) for every start or restart, never reused even after a delete, so a late writer
+   * or a remembered ref can never be taken for a newer kernel under the same id.
+   */
+  incarnation: z.string().min(1),
   ref: z.record(z.string(), z.unknown()).optional(),
   createdAt: z.string(),
   lastActivityAt: z.string(),
@@ -71,7 +75,7 @@ export class KernelStore {
       kernelId,
       backend,
       state: "starting",
-      version: 1,
+      incarnation: randomUUID(),
       createdAt: now,
       lastActivityAt: now,
       startingUntil,
@@ -88,7 +92,7 @@ export class KernelStore {
     return record;
   }
 
-  /** Takes over a dead kernel or a stalled start: back to `starting` under a new version. */
+  /** Takes over a dead kernel or a stalled start: back to `starting` under a new incarnation. */
   async claim(record: KernelRecord, backend: BackendName, startingUntil: number): Promise<KernelRecord> {
     const out = await this.send(() =>
       this.client.send(
@@ -96,13 +100,13 @@ export class KernelStore {
           TableName: this.table,
           Key: key(record.owner, record.kernelId),
           UpdateExpression:
-            "SET #state = :starting, version = :next, backend = :backend, startingUntil = :until, createdAt = :now, lastActivityAt = :now, expiresAt = :exp REMOVE leaseId, leaseUntil",
-          ConditionExpression: "version = :version",
+            "SET #state = :starting, incarnation = :next, backend = :backend, startingUntil = :until, createdAt = :now, lastActivityAt = :now, expiresAt = :exp REMOVE leaseId, leaseUntil",
+          ConditionExpression: "incarnation = :incarnation",
           ExpressionAttributeNames: { "#state": "state" },
           ExpressionAttributeValues: {
             ":starting": "starting",
-            ":next": record.version + 1,
-            ":version": record.version,
+            ":next": randomUUID(),
+            ":incarnation": record.incarnation,
             ":backend": backend,
             ":until": startingUntil,
             ":now": new Date().toISOString(),
@@ -124,13 +128,13 @@ export class KernelStore {
           Key: key(record.owner, record.kernelId),
           UpdateExpression:
             "SET #state = :ready, #ref = :ref, lastActivityAt = :now, expiresAt = :exp REMOVE startingUntil",
-          ConditionExpression: "version = :version AND #state = :starting",
+          ConditionExpression: "incarnation = :incarnation AND #state = :starting",
           ExpressionAttributeNames: { "#state": "state", "#ref": "ref" },
           ExpressionAttributeValues: {
             ":ready": "ready",
             ":starting": "starting",
             ":ref": ref,
-            ":version": record.version,
+            ":incarnation": record.incarnation,
             ":now": new Date().toISOString(),
             ":exp": this.expiry(),
           },
@@ -148,8 +152,8 @@ export class KernelStore {
         new DeleteCommand({
           TableName: this.table,
           Key: key(record.owner, record.kernelId),
-          ConditionExpression: "version = :version",
-          ExpressionAttributeValues: { ":version": record.version },
+          ConditionExpression: "incarnation = :incarnation",
+          ExpressionAttributeValues: { ":incarnation": record.incarnation },
         }),
       ),
     ).catch(ignoreConditionFailed);
@@ -205,7 +209,7 @@ export class KernelStore {
     ).catch(ignoreConditionFailed);
   }
 
-  /** Marks the kernel of this version dead (a newer version is left alone). */
+  /** Marks this incarnation dead (a newer kernel under the same id is left alone). */
   async markDead(record: KernelRecord): Promise<void> {
     await this.send(() =>
       this.client.send(
@@ -213,23 +217,38 @@ export class KernelStore {
           TableName: this.table,
           Key: key(record.owner, record.kernelId),
           UpdateExpression: "SET #state = :dead REMOVE leaseId, leaseUntil",
-          ConditionExpression: "version = :version",
+          ConditionExpression: "incarnation = :incarnation",
           ExpressionAttributeNames: { "#state": "state" },
-          ExpressionAttributeValues: { ":dead": "dead", ":version": record.version },
+          ExpressionAttributeValues: { ":dead": "dead", ":incarnation": record.incarnation },
         }),
       ),
     ).catch(ignoreConditionFailed);
   }
 
-  /** Deletes the record of exactly this version, so a concurrent restart's record survives. */
+  /** Drops the lease of this incarnation: its holder is known gone (the dev server after a crash). */
+  async clearLease(record: KernelRecord): Promise<void> {
+    await this.send(() =>
+      this.client.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: key(record.owner, record.kernelId),
+          UpdateExpression: "REMOVE leaseId, leaseUntil",
+          ConditionExpression: "incarnation = :incarnation",
+          ExpressionAttributeValues: { ":incarnation": record.incarnation },
+        }),
+      ),
+    ).catch(ignoreConditionFailed);
+  }
+
+  /** Deletes the record of exactly this incarnation, so a concurrent restart's record survives. */
   async delete(record: KernelRecord): Promise<void> {
     await this.send(() =>
       this.client.send(
         new DeleteCommand({
           TableName: this.table,
           Key: key(record.owner, record.kernelId),
-          ConditionExpression: "version = :version",
-          ExpressionAttributeValues: { ":version": record.version },
+          ConditionExpression: "incarnation = :incarnation",
+          ExpressionAttributeValues: { ":incarnation": record.incarnation },
         }),
       ),
     ).catch(ignoreConditionFailed);
@@ -279,7 +298,10 @@ function ignoreConditionFailed(error: unknown): void {
 /** Items are checked on the way in: a hand-edited or half-migrated item must not crash a handler. */
 function toRecord(item: Record<string, unknown>): KernelRecord {
   const parsed = KernelRecordSchema.safeParse(item);
-  if (!parsed.success)
-    throw new StoreUnavailableError("a kernel record in the store is malformed", { cause: parsed.error });
+  if (!parsed.success) {
+    throw new CorruptRecordError(`kernel record ${String(item.pk)}/${String(item.sk)} is malformed`, {
+      cause: parsed.error,
+    });
+  }
   return parsed.data;
 }

@@ -215,6 +215,25 @@ export function describeBackendBehaviour(backend: string, startHarness: () => Pr
       });
     });
 
+    describe("a kernel that ignores the interrupt", () => {
+      it("answers timeout, shuts the stuck kernel down, and a start brings a fresh one", async () => {
+        await api.start({ kernelId: "stubborn" });
+        const code =
+          "import time\nwhile True:\n    try:\n        time.sleep(60)\n    except KeyboardInterrupt:\n        pass";
+
+        const res = await api.run("stubborn", code, 1_000);
+
+        assert.equal(res.status, 200, res.text);
+        assert.equal(res.body.status, "timeout");
+        assert.match(res.body.error?.evalue ?? "", /did not respond to the interrupt and was shut down/);
+        assert.equal((await api.get("stubborn")).body.state, "dead");
+        const revived = await api.start({ kernelId: "stubborn" });
+        assert.equal(revived.status, 201);
+        assert.equal(await api.eval("stubborn", "'fresh'"), "'fresh'");
+        await api.stop("stubborn");
+      });
+    });
+
     describe("concurrent runs on one kernel", () => {
       it("runs them one at a time, and a timeout interrupts only its own code", async () => {
         await api.run(kernel, "import time\nlog = []");

@@ -274,6 +274,7 @@ describe("error-handler", () => {
         KERNEL_BUSY: 409,
         KERNEL_DEAD: 409,
         KERNEL_STARTING: 409,
+        KERNEL_STOPPED: 409,
         PAYLOAD_TOO_LARGE: 413,
         STORE_UNAVAILABLE: 503,
         BACKEND_UNAVAILABLE: 503,

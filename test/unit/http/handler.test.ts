@@ -75,10 +75,10 @@ function echoRoute<P extends z.ZodType, B extends z.ZodType>(schemas: {
   body?: B;
   maxBodyBytes?: number;
 }) {
-  const calls: Array<HttpRequest<z.infer<P>, z.infer<B>>> = [];
+  const calls: Array<Omit<HttpRequest<z.infer<P>, z.infer<B>>, "context">> = [];
   const lambda: HttpLambda = httpHandler({
     ...schemas,
-    handle: async (request) => {
+    handle: async ({ context: _context, ...request }) => {
       calls.push(request);
       return json(200, request);
     },
