@@ -1,13 +1,11 @@
 import { once } from "node:events";
-import type { Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { Worker } from "node:worker_threads";
 import {
   CreateTableCommand,
   DescribeTableCommand,
   DynamoDBClient,
   ResourceNotFoundException,
 } from "@aws-sdk/client-dynamodb";
-import dynalite from "dynalite";
 import { TABLE_KEYS } from "../store/dynamodb.ts";
 
 /** Credentials and region for the emulator; it checks neither, but the SDK insists on both. */
@@ -23,26 +21,22 @@ export interface EmbeddedDynamo {
 }
 
 /**
- * Starts dynalite in this process on a free loopback port, persisted under `path` (in memory
- * without one). It speaks the real DynamoDB HTTP API, so the store runs unchanged against it.
+ * Starts dynalite in this process, on a worker thread of its own, on a free loopback port,
+ * persisted under `path` (in memory without one). It speaks the real DynamoDB HTTP API, so the
+ * store runs unchanged against it.
  */
 export async function startEmbeddedDynamo(path?: string): Promise<EmbeddedDynamo> {
-  const server: Server = dynalite({
-    ...(path ? { path } : {}),
-    createTableMs: 0,
-    deleteTableMs: 0,
-    updateTableMs: 0,
+  const worker = new Worker(new URL("./dynalite-worker.mjs", import.meta.url), {
+    workerData: path ? { path } : {},
   });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as AddressInfo;
+  const [ready] = (await once(worker, "message")) as [{ port: number }];
   return {
-    endpoint: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    endpoint: `http://127.0.0.1:${ready.port}`,
+    async close() {
+      worker.postMessage("close");
+      await once(worker, "message");
+      await worker.terminate();
+    },
   };
 }
 
