@@ -3,7 +3,7 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../lib/config.ts";
 import { startLocalStack } from "../lib/dev/local-stack.ts";
-import { ensurePythonEnv } from "../lib/dev/python-env.ts";
+import { ensurePythonEnv, KERNEL_ENV } from "../lib/dev/python-env.ts";
 import { KernelClient } from "../lib/jupyter/client.ts";
 import { ConnectionInfoSchema } from "../lib/jupyter/connection.ts";
 import { jsonClient } from "./http-client.ts";
@@ -20,7 +20,7 @@ const WARMUP = 30;
 const STARTS = 15;
 const RUN = { timeoutMs: 10_000, interruptGraceMs: 2_000, maxOutputBytes: 1 << 20 };
 
-await ensurePythonEnv();
+await ensurePythonEnv(KERNEL_ENV);
 const stateDir = await mkdtemp(join(tmpdir(), "pybox-bench-"));
 const stack = await startLocalStack(loadConfig({ PORT: "0", PYBOX_STATE_DIR: stateDir }));
 const http = jsonClient(stack.url);

@@ -21,13 +21,18 @@ const optionalText = z
   .optional();
 
 const EnvSchema = z.object({
-  PYBOX_BACKEND: z.enum(["local"]).default("local"),
+  PYBOX_BACKEND: z.enum(["local", "gateway"]).default("local"),
   PYBOX_TABLE: z.string().trim().min(3).max(255).default("pybox-kernels"),
   PYBOX_DYNAMODB_ENDPOINT: optionalText.pipe(z.url().optional()),
   AWS_REGION: optionalText,
   PYBOX_KERNEL_ENV_FILE: optionalText,
   PYBOX_KERNEL_ENV: optionalText,
   PYBOX_PYTHON: optionalText,
+  PYBOX_GATEWAY_URL: optionalText.pipe(z.url({ protocol: /^https?$/ }).optional()),
+  PYBOX_GATEWAY_TOKEN: optionalText,
+  PYBOX_GATEWAY_TOKEN_SECRET: optionalText,
+  PYBOX_GATEWAY_KERNEL_NAME: z.string().trim().min(1).default("python3"),
+  PYBOX_GATEWAY_REQUEST_TIMEOUT_MS: int(100, 120_000, 10_000),
   PYBOX_STATE_DIR: optionalText,
   PYBOX_RUN_TIMEOUT_MS: int(100, 3_600_000, 30_000),
   PYBOX_MAX_RUN_TIMEOUT_MS: int(100, 3_600_000, 300_000),
@@ -40,9 +45,19 @@ const EnvSchema = z.object({
   PORT: int(0, 65535, 8080),
 });
 
+/** Where the Enterprise Gateway is and how to authenticate to it. */
+export interface GatewayConfig {
+  url: string;
+  /** The token itself, or the Secrets Manager id holding it (one of the two, or neither for an open gateway). */
+  token?: string;
+  tokenSecret?: string;
+  kernelName: string;
+  requestTimeoutMs: number;
+}
+
 /** Everything the product is configured by, parsed and checked once per cold start. */
 export interface Config {
-  backend: "local";
+  backend: "local" | "gateway";
   table: string;
   /** Set only to reach a DynamoDB emulator; Lambda uses the SDK's own resolution. */
   dynamodb: {
@@ -63,6 +78,8 @@ export interface Config {
   startTimeoutMs: number;
   recordTtlSeconds: number;
   local: { python: string; stateDir: string };
+  /** Set when `backend` is `gateway`. The token itself is resolved at cold start, never stored here. */
+  gateway?: GatewayConfig;
   port: number;
 }
 
@@ -83,6 +100,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError("invalid configuration: PYBOX_RUN_TIMEOUT_MS exceeds PYBOX_MAX_RUN_TIMEOUT_MS");
   }
   const stateDir = resolve(e.PYBOX_STATE_DIR ?? join(PROJECT_ROOT, ".pybox"));
+  if (e.PYBOX_BACKEND === "gateway" && !e.PYBOX_GATEWAY_URL) {
+    throw new ConfigError("invalid configuration: PYBOX_GATEWAY_URL is required for the gateway backend");
+  }
+  if (e.PYBOX_GATEWAY_TOKEN && e.PYBOX_GATEWAY_TOKEN_SECRET) {
+    throw new ConfigError(
+      "invalid configuration: set PYBOX_GATEWAY_TOKEN or PYBOX_GATEWAY_TOKEN_SECRET, not both",
+    );
+  }
   return {
     backend: e.PYBOX_BACKEND,
     table: e.PYBOX_TABLE,
@@ -102,6 +127,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     startTimeoutMs: e.PYBOX_START_TIMEOUT_MS,
     recordTtlSeconds: e.PYBOX_RECORD_TTL_SECONDS,
     local: { python: resolve(e.PYBOX_PYTHON ?? join(PROJECT_ROOT, ".venv", "bin", "python")), stateDir },
+    ...(e.PYBOX_GATEWAY_URL
+      ? {
+          gateway: {
+            url: e.PYBOX_GATEWAY_URL.replace(/\/+$/, ""),
+            ...(e.PYBOX_GATEWAY_TOKEN ? { token: e.PYBOX_GATEWAY_TOKEN } : {}),
+            ...(e.PYBOX_GATEWAY_TOKEN_SECRET ? { tokenSecret: e.PYBOX_GATEWAY_TOKEN_SECRET } : {}),
+            kernelName: e.PYBOX_GATEWAY_KERNEL_NAME,
+            requestTimeoutMs: e.PYBOX_GATEWAY_REQUEST_TIMEOUT_MS,
+          },
+        }
+      : {}),
     port: e.PORT,
   };
 }

@@ -17,6 +17,7 @@ export type ErrorCode =
   | "KERNEL_STARTING"
   | "KERNEL_STOPPED"
   | "PAYLOAD_TOO_LARGE"
+  | "CAPACITY"
   | "BACKEND_UNAVAILABLE"
   | "BACKEND_ERROR"
   | "STORE_UNAVAILABLE"
@@ -99,6 +100,11 @@ export class KernelStoppedError extends PyboxError {
 /** The request (or the code in it) is larger than the configured limit. */
 export class PayloadTooLargeError extends PyboxError {
   readonly code = "PAYLOAD_TOO_LARGE";
+}
+
+/** The backend refused a new kernel for lack of capacity (quota, resource limits); the message is the backend's. */
+export class CapacityError extends PyboxError {
+  readonly code = "CAPACITY";
 }
 
 /** The backend could not be reached or could not give us a kernel in time; worth retrying. */

@@ -1,6 +1,10 @@
+import { GatewayBackend } from "./backends/gateway.ts";
+import { type GatewaySettings, gatewaySettings } from "./backends/gateway-api.ts";
+import { gatewayTokenLoader } from "./backends/gateway-token.ts";
 import { LocalBackend } from "./backends/local.ts";
 import type { Backend } from "./backends/port.ts";
 import { type Config, getConfig } from "./config.ts";
+import { ConfigError } from "./errors.ts";
 import { SandboxService } from "./sandbox/service.ts";
 import { createDocumentClient } from "./store/dynamodb.ts";
 import { KernelStore } from "./store/kernel-store.ts";
@@ -10,6 +14,23 @@ export function createBackend(config: Config): Backend {
   switch (config.backend) {
     case "local":
       return new LocalBackend({ ...config.local, startTimeoutMs: config.startTimeoutMs });
+    case "gateway": {
+      const gateway = config.gateway;
+      if (!gateway) throw new ConfigError("PYBOX_GATEWAY_URL is required for the gateway backend");
+      const token = gatewayTokenLoader(gateway);
+      let settings: Promise<GatewaySettings> | undefined;
+      return new GatewayBackend({
+        settings: () => {
+          settings ??= token().then((t) => gatewaySettings(gateway.url, t, gateway.requestTimeoutMs));
+          settings.catch(() => {
+            settings = undefined;
+          });
+          return settings;
+        },
+        kernelName: gateway.kernelName,
+        startTimeoutMs: config.startTimeoutMs,
+      });
+    }
   }
 }
 

@@ -1,6 +1,6 @@
 import { loadConfig } from "../config.ts";
 import { startLocalStack } from "./local-stack.ts";
-import { ensurePythonEnv, VENV_DIR } from "./python-env.ts";
+import { ensurePythonEnv, KERNEL_ENV, VENV_DIR } from "./python-env.ts";
 
 /**
  * `npm start`: the whole API on loopback, through the same handlers Lambda runs, with DynamoDB
@@ -8,7 +8,7 @@ import { ensurePythonEnv, VENV_DIR } from "./python-env.ts";
  */
 async function main(): Promise<void> {
   const config = loadConfig();
-  if (config.local.python.startsWith(VENV_DIR)) await ensurePythonEnv();
+  if (config.local.python.startsWith(VENV_DIR)) await ensurePythonEnv(KERNEL_ENV);
 
   const stack = await startLocalStack(config);
   const { reattached, cleaned } = stack.recovered;
@@ -17,7 +17,9 @@ async function main(): Promise<void> {
       `Found kernels from an earlier run: ${reattached} re-attached, ${cleaned} dead ones cleaned up.`,
     );
   }
-  console.log(`pybox-serverless listening on ${stack.url} (backend: local, state: ${config.local.stateDir})`);
+  console.log(
+    `pybox-serverless listening on ${stack.url} (backend: ${config.backend}, state: ${config.local.stateDir})`,
+  );
   console.log(`Try: curl -s -X POST ${stack.url}/kernels -d '{"kernelId":"demo"}' && \\`);
   console.log(`     curl -s -X POST ${stack.url}/kernels/demo/run -d '{"code":"print(1+1)"}'`);
 

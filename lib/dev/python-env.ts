@@ -5,42 +5,65 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PROJECT_ROOT } from "../config.ts";
 
-/** The project's own Python environment: where `npm start` and the tests find ipykernel. */
-export const VENV_DIR = join(PROJECT_ROOT, ".venv");
+/** A project-local Python environment and the pinned requirements it is built from. */
+export interface PythonEnv {
+  dir: string;
+  requirements: string;
+}
 
-/** Pinned kernel packages; the venv is rebuilt when this file changes. */
-export const REQUIREMENTS = join(PROJECT_ROOT, "python", "requirements.txt");
+/** The kernels' environment (ipykernel, pandas, matplotlib): what `npm start` needs. */
+export const KERNEL_ENV: PythonEnv = {
+  dir: join(PROJECT_ROOT, ".venv"),
+  requirements: join(PROJECT_ROOT, "python", "requirements.txt"),
+};
 
-const MARKER = join(VENV_DIR, ".pybox-requirements.sha256");
+/** Jupyter Enterprise Gateway, for the gateway backend's tests and bench (pins of its own). */
+export const GATEWAY_ENV: PythonEnv = {
+  dir: join(PROJECT_ROOT, ".venv-gateway"),
+  requirements: join(PROJECT_ROOT, "python", "requirements-gateway.txt"),
+};
+
+/** A plain jupyter_server and pybox itself, for tests and bench. */
+export const TOOLS_ENV: PythonEnv = {
+  dir: join(PROJECT_ROOT, ".venv-tools"),
+  requirements: join(PROJECT_ROOT, "python", "requirements-tools.txt"),
+};
+
+/** Kept for readers of the default kernel interpreter path. */
+export const VENV_DIR = KERNEL_ENV.dir;
 
 /**
- * Makes sure `.venv` exists with the pinned requirements installed. The first call creates it and
- * says so (it takes a minute); later calls compare a hash of the requirements and return at once.
+ * Makes sure an environment exists with its pinned requirements installed. The first call creates
+ * it and says so (it takes a minute); later calls compare a hash of the requirements and return at
+ * once. Returns the environment's `bin/` folder.
  */
 export async function ensurePythonEnv(
-  requirements: readonly string[] = [REQUIREMENTS],
+  env: PythonEnv = KERNEL_ENV,
   say: (line: string) => void = console.log,
 ): Promise<string> {
-  const python = join(VENV_DIR, "bin", "python");
-  const digest = createHash("sha256");
-  for (const file of requirements) digest.update(await readFile(file));
-  const wanted = digest.digest("hex");
-  const have = existsSync(MARKER) ? (await readFile(MARKER, "utf8")).trim() : "";
-  if (existsSync(python) && have === wanted) return python;
+  const bin = join(env.dir, "bin");
+  const python = join(bin, "python");
+  const marker = join(env.dir, ".pybox-requirements.sha256");
+  const wanted = createHash("sha256")
+    .update(await readFile(env.requirements))
+    .digest("hex");
+  const have = existsSync(marker) ? (await readFile(marker, "utf8")).trim() : "";
+  if (existsSync(python) && have === wanted) return bin;
 
-  say(`Preparing the kernel Python environment in ${VENV_DIR} (first run only, takes a minute or two)...`);
-  if (!existsSync(python)) await exec("python3", ["-m", "venv", VENV_DIR]);
+  say(`Preparing the Python environment ${env.dir} (first run only, takes a minute or two)...`);
+  if (!existsSync(python)) await exec("python3", ["-m", "venv", env.dir]);
   await exec(python, [
     "-m",
     "pip",
     "install",
     "--quiet",
     "--disable-pip-version-check",
-    ...requirements.flatMap((r) => ["-r", r]),
+    "-r",
+    env.requirements,
   ]);
-  await writeFile(MARKER, `${wanted}\n`);
-  say("Kernel Python environment ready.");
-  return python;
+  await writeFile(marker, `${wanted}\n`);
+  say(`Python environment ${env.dir} ready.`);
+  return bin;
 }
 
 function exec(command: string, args: string[]): Promise<void> {

@@ -1,4 +1,7 @@
-import { ensurePythonEnv } from "./python-env.ts";
+import { ensurePythonEnv, GATEWAY_ENV, KERNEL_ENV, TOOLS_ENV } from "./python-env.ts";
 
-/** `npm run setup:python`: prepares `.venv` (used by `.ci/run` and before integration tests). */
-await ensurePythonEnv();
+/**
+ * `npm run setup:python`: prepares every project-local Python environment the tests and the bench
+ * use (the kernel env, Enterprise Gateway, jupyter_server and pybox). `.ci/run` calls it.
+ */
+for (const env of [KERNEL_ENV, GATEWAY_ENV, TOOLS_ENV]) await ensurePythonEnv(env);

@@ -1,0 +1,273 @@
+import { createHash, randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { KernelMessage } from "@jupyterlab/services";
+import { KernelConnection } from "@jupyterlab/services";
+import type { IKernelConnection } from "@jupyterlab/services/lib/kernel/kernel.js";
+import { z } from "zod";
+import { deferred } from "../async.ts";
+import { BackendUnavailableError, KernelDiedError, KernelStuckError } from "../errors.ts";
+import type { JupyterMessage } from "../jupyter/messages.ts";
+import { executeContent } from "../jupyter/messages.ts";
+import { RunCollector, type RunResult } from "../jupyter/run-result.ts";
+import { logger } from "../logger.ts";
+import {
+  type GatewaySettings,
+  getKernel,
+  interruptKernel,
+  shutdownKernel,
+  startKernel,
+  translateGatewayError,
+} from "./gateway-api.ts";
+import type { Backend, RunOptions, StartSpec } from "./port.ts";
+
+const GatewayRefSchema = z.object({
+  backend: z.literal("gateway"),
+  /** The gateway's kernel id: a UUID we generated (EG) or the one the server chose. */
+  id: z.string().min(1),
+  name: z.string().min(1),
+});
+
+/** Where a gateway kernel lives: its id on the gateway and its kernelspec. */
+export type GatewayKernelRef = z.infer<typeof GatewayRefSchema>;
+
+/** Settings of the gateway backend. */
+export interface GatewayBackendOptions {
+  /** Builds `@jupyterlab/services` settings once the token is known (read once per container). */
+  settings: () => Promise<GatewaySettings>;
+  kernelName: string;
+  startTimeoutMs: number;
+}
+
+/** Statuses a kernel connection reports when the kernel under it died or was replaced. */
+const DEATH_STATUSES = new Set(["dead", "restarting", "autorestarting"]);
+
+/** How often a running cell's kernel is looked up on the gateway, to notice it vanished. */
+const MODEL_POLL_MS = 2_000;
+
+/** A global that marks a kernel we started; its absence after a run means the gateway restarted it. */
+const MARKER = "__pybox_kernel__";
+
+/**
+ * Kernels on a Jupyter Enterprise Gateway (or a plain jupyter_server), reached through its REST
+ * API and one websocket `KernelConnection` per run, always disposed. The kernel id is ours (a UUID
+ * sent as `KERNEL_ID`); the caller becomes a sanitised `KERNEL_USERNAME`, its `cwd` the
+ * `KERNEL_WORKING_DIR`. Gateways restart kernels that die: such a restart is reported, never hidden.
+ */
+export class GatewayBackend implements Backend<GatewayKernelRef> {
+  readonly name = "gateway";
+
+  constructor(private readonly options: GatewayBackendOptions) {}
+
+  parseRef(value: unknown): GatewayKernelRef {
+    return GatewayRefSchema.parse(value);
+  }
+
+  async start(spec: StartSpec): Promise<GatewayKernelRef> {
+    const settings = await this.options.settings();
+    const id = randomUUID();
+    const env: Record<string, string> = {
+      ...spec.env,
+      KERNEL_ID: id,
+      KERNEL_USERNAME: kernelUsername(spec.owner),
+      ...(spec.cwd === undefined ? {} : { KERNEL_WORKING_DIR: spec.cwd }),
+    };
+    const model = await startKernel(settings, { name: this.options.kernelName, env, kernel_id: id });
+    const ref: GatewayKernelRef = {
+      backend: "gateway",
+      id: model.id,
+      name: model.name || this.options.kernelName,
+    };
+    try {
+      await this.withConnection(ref, settings, async (connection) => {
+        await this.ready(connection, Date.now() + this.options.startTimeoutMs);
+        await this.execute(connection, `${MARKER} = True`, 10_000);
+      });
+    } catch (error) {
+      await shutdownKernel(settings, ref.id).catch(() => undefined);
+      throw error;
+    }
+    logger.info("gateway kernel started", { kernel: ref.id });
+    return ref;
+  }
+
+  async run(ref: GatewayKernelRef, code: string, options: RunOptions): Promise<RunResult> {
+    const settings = await this.options.settings();
+    return this.withConnection(ref, settings, async (connection, died) => {
+      const refused = options.admitted?.then(() => new Promise<never>(() => undefined));
+      refused?.catch(() => undefined);
+      const stops = refused ? [died, refused] : [died];
+      await Promise.race([this.ready(connection, Date.now() + 10_000), ...stops]);
+      if (options.admitted) await Promise.race([options.admitted, ...stops]);
+
+      const collector = new RunCollector(options.maxOutputBytes);
+      const finished = deferred<void>();
+      const future = connection.requestExecute(
+        { ...executeContent(code), user_expressions: { pybox: `"${MARKER}" in globals()` } },
+        true,
+      );
+      let restarted = false;
+      future.onIOPub = (message) => {
+        collector.onIopub(message as unknown as JupyterMessage);
+        if (collector.done) finished.resolve();
+      };
+      future.onReply = (reply) => {
+        const expressions = (
+          reply.content as { user_expressions?: Record<string, { data?: Record<string, unknown> }> }
+        ).user_expressions;
+        if (expressions?.pybox?.data?.["text/plain"] === "False") restarted = true;
+        collector.onReply(reply as unknown as JupyterMessage);
+        if (collector.done) finished.resolve();
+      };
+      const started = performance.now();
+      const timer = new AbortController();
+      try {
+        const deadline = sleep(options.timeoutMs, "timeout" as const, { signal: timer.signal }).catch(
+          () => "cancelled" as const,
+        );
+        const outcome = await Promise.race([finished.promise.then(() => "done" as const), deadline, died]);
+        if (outcome === "done") {
+          const result = collector.result(elapsed(started));
+          if (restarted) {
+            void this.execute(connection, `${MARKER} = True`, 5_000).catch(() => undefined);
+            return { ...result, restarted: true };
+          }
+          return result;
+        }
+        await interruptKernel(settings, ref.id).catch((error: unknown) =>
+          logger.warn("interrupt failed", { error }),
+        );
+        const grace = sleep(options.interruptGraceMs, "grace" as const, { signal: timer.signal }).catch(
+          () => "cancelled" as const,
+        );
+        await Promise.race([finished.promise, grace, died]);
+        const result = collector.result(elapsed(started), options.timeoutMs);
+        if (!collector.done)
+          throw new KernelStuckError("the kernel did not come back from an interrupt", result);
+        return result;
+      } finally {
+        timer.abort();
+      }
+    });
+  }
+
+  async interrupt(ref: GatewayKernelRef): Promise<void> {
+    await interruptKernel(await this.options.settings(), ref.id);
+  }
+
+  /** Alive while the gateway has the kernel and does not call it dead; unreachable is an error, not death. */
+  async isAlive(ref: GatewayKernelRef): Promise<boolean> {
+    const model = await getKernel(await this.options.settings(), ref.id);
+    return model !== undefined && model.execution_state !== "dead";
+  }
+
+  async stop(ref: GatewayKernelRef): Promise<void> {
+    await shutdownKernel(await this.options.settings(), ref.id);
+    logger.info("gateway kernel stopped", { kernel: ref.id });
+  }
+
+  /**
+   * Opens one websocket connection for the duration of `use`, with a promise that rejects with
+   * {@link KernelDiedError} if the kernel dies, is restarted, or vanishes from the gateway meanwhile.
+   */
+  private async withConnection<T>(
+    ref: GatewayKernelRef,
+    settings: GatewaySettings,
+    use: (connection: IKernelConnection, died: Promise<never>) => Promise<T>,
+  ): Promise<T> {
+    const connection = new KernelConnection({
+      model: { id: ref.id, name: ref.name },
+      serverSettings: settings,
+      handleComms: false,
+      username: "pybox",
+    });
+    // On a kernel restart the connection reconnects on its own, in a promise nobody awaits; when we
+    // dispose it mid-way that promise rejects and, unhandled, would take the process down.
+    const reconnect = connection.reconnect.bind(connection);
+    connection.reconnect = async () => {
+      try {
+        await reconnect();
+      } catch {
+        // disposed while reconnecting: nothing to do
+      }
+    };
+    const death = deferred<never>();
+    death.promise.catch(() => undefined);
+    const onStatus = (_: unknown, status: string) => {
+      if (!DEATH_STATUSES.has(status)) return;
+      death.reject(new KernelDiedError(`the kernel is ${status}`));
+      // Dispose at once: the connection's own restart handling would otherwise cancel its pending
+      // requests while still alive, and their rejections reach no one.
+      connection.dispose();
+    };
+    connection.statusChanged.connect(onStatus);
+    const poll = setInterval(() => {
+      void getKernel(settings, ref.id).then(
+        (model) => {
+          if (!model) death.reject(new KernelDiedError("the gateway no longer has this kernel"));
+        },
+        () => undefined,
+      );
+    }, MODEL_POLL_MS);
+    try {
+      return await use(connection, death.promise);
+    } catch (error) {
+      throw translateGatewayError(error, "run code");
+    } finally {
+      clearInterval(poll);
+      connection.statusChanged.disconnect(onStatus);
+      connection.dispose();
+    }
+  }
+
+  /** Waits for the websocket and the kernel's info reply (its readiness handshake), bounded. */
+  private async ready(connection: IKernelConnection, deadline: number): Promise<void> {
+    const timer = new AbortController();
+    try {
+      await Promise.race([
+        connection.info,
+        sleep(Math.max(0, deadline - Date.now()), undefined, { signal: timer.signal }).then(() => {
+          throw new BackendUnavailableError("the gateway kernel did not become ready in time");
+        }),
+      ]);
+    } finally {
+      timer.abort();
+    }
+  }
+
+  /** Runs bookkeeping code of ours (not the caller's), silently. */
+  private async execute(connection: IKernelConnection, code: string, timeoutMs: number): Promise<void> {
+    const future = connection.requestExecute({ code, silent: true, store_history: false }, true);
+    const timer = new AbortController();
+    try {
+      const reply = (await Promise.race([
+        future.done,
+        sleep(timeoutMs, undefined, { signal: timer.signal }).then(() => {
+          throw new BackendUnavailableError("the gateway kernel did not answer in time");
+        }),
+      ])) as KernelMessage.IExecuteReplyMsg;
+      if (reply.content.status !== "ok")
+        throw new BackendUnavailableError("the gateway kernel failed its set-up");
+    } finally {
+      timer.abort();
+    }
+  }
+}
+
+/**
+ * The caller as a `KERNEL_USERNAME`: lowercase letters, digits and dashes (EG and Kubernetes use
+ * it in names), with a short hash so two callers never share one after sanitising.
+ */
+export function kernelUsername(owner: string): string {
+  const slug =
+    owner
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, "-")
+      .replace(/^-+|-+$/g, "")
+      .slice(0, 40) || "caller";
+  const hash = createHash("sha256").update(owner).digest("hex").slice(0, 8);
+  return `${slug}-${hash}`;
+}
+
+function elapsed(started: number): number {
+  return Math.round(performance.now() - started);
+}
