@@ -276,6 +276,7 @@ describe("error-handler", () => {
         KERNEL_STARTING: 409,
         KERNEL_STOPPED: 409,
         PAYLOAD_TOO_LARGE: 413,
+        CAPACITY: 429,
         STORE_UNAVAILABLE: 503,
         BACKEND_UNAVAILABLE: 503,
         BACKEND_ERROR: 502,
