@@ -82,6 +82,8 @@ export async function startKernel(
       retryAfterSeconds: 10,
     });
   }
+  // No kernel existed yet, so a 404 here means the URL has no kernels API: misconfiguration, not a death.
+  if (response.status === 404) throw new BackendError("the gateway has no kernels API at the configured URL");
   throw translateStatus(response.status, "start a kernel");
 }
 

@@ -96,7 +96,10 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
       const refused = options.admitted?.then(() => new Promise<never>(() => undefined));
       refused?.catch(() => undefined);
       const stops = refused ? [died, refused] : [died];
-      await Promise.race([this.ready(connection, Date.now() + 10_000), ...stops]);
+      // Only the websocket is awaited: the server subscribes to iopub before it relays anything we
+      // send, and the connection's own kernel_info request is still in flight; the code goes out
+      // behind it instead of one gateway round trip later.
+      await Promise.race([connected(connection, Date.now() + 10_000), ...stops]);
       if (options.admitted) await Promise.race([options.admitted, ...stops]);
 
       const collector = new RunCollector(options.maxOutputBytes);
@@ -253,6 +256,29 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
   }
 }
 
+/** Resolves once the connection's websocket is open, bounded by `deadline`. */
+async function connected(connection: IKernelConnection, deadline: number): Promise<void> {
+  if (connection.connectionStatus === "connected") return;
+  const opened = deferred<void>();
+  const onChange = (_: unknown, status: string) => {
+    if (status === "connected") opened.resolve();
+    if (status === "disconnected") opened.reject(new BackendUnavailableError("the gateway websocket closed"));
+  };
+  connection.connectionStatusChanged.connect(onChange);
+  const timer = new AbortController();
+  try {
+    await Promise.race([
+      opened.promise,
+      sleep(Math.max(0, deadline - Date.now()), undefined, { signal: timer.signal }).then(() => {
+        throw new BackendUnavailableError("the gateway websocket did not open in time");
+      }),
+    ]);
+  } finally {
+    timer.abort();
+    connection.connectionStatusChanged.disconnect(onChange);
+  }
+}
+
 /**
  * The caller as a `KERNEL_USERNAME`: lowercase letters, digits and dashes (EG and Kubernetes use
  * it in names), with a short hash so two callers never share one after sanitising.
@@ -262,8 +288,8 @@ export function kernelUsername(owner: string): string {
     owner
       .toLowerCase()
       .replace(/[^a-z0-9]+/g, "-")
-      .replace(/^-+|-+$/g, "")
-      .slice(0, 40) || "caller";
+      .slice(0, 40)
+      .replace(/^-+|-+$/g, "") || "caller";
   const hash = createHash("sha256").update(owner).digest("hex").slice(0, 8);
   return `${slug}-${hash}`;
 }

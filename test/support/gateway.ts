@@ -25,10 +25,14 @@ export const GATEWAY_CLIENT_ENVS = ["TEAM", "PROJECT", "SHARED"];
 /**
  * Starts a real gateway on a free loopback port with an auth token and its default local kernel
  * provisioning. Its one kernelspec, `python3`, runs the project's kernel venv (ipykernel, pandas,
- * matplotlib) in `KERNEL_WORKING_DIR` when given, as EG's kernel images do. Always stopped by the
- * test that started it.
+ * matplotlib) in `KERNEL_WORKING_DIR` when given, as EG's kernel images do. `extraArgs` are added
+ * to the server's command line (e.g. `--EnterpriseGatewayApp.max_kernels_per_user=1`). Always
+ * stopped by the test that started it.
  */
-export async function startGateway(flavour: GatewayFlavour): Promise<RunningGateway> {
+export async function startGateway(
+  flavour: GatewayFlavour,
+  extraArgs: readonly string[] = [],
+): Promise<RunningGateway> {
   const home = await mkdtemp(join(tmpdir(), `pybox-${flavour}-`));
   const spec = join(home, "share", "kernels", "python3");
   await mkdir(spec, { recursive: true });
@@ -82,7 +86,11 @@ export async function startGateway(flavour: GatewayFlavour): Promise<RunningGate
             `--ServerApp.root_dir=${home}`,
           ],
         ];
-  const child: ChildProcess = spawn(command, args, { env, cwd: home, stdio: ["ignore", "pipe", "pipe"] });
+  const child: ChildProcess = spawn(command, [...args, ...extraArgs], {
+    env,
+    cwd: home,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let output = "";
   child.stdout?.on("data", (chunk: Buffer) => {
     output += chunk.toString();

@@ -92,11 +92,8 @@ try {
     `Kernel start through the API (\`POST /kernels\`, new id, ${STARTS} starts): p50 ${report.start.p50} ms, p95 ${report.start.p95} ms; stop (\`DELETE\`): p50 ${report.stop.p50} ms, p95 ${report.stop.p95} ms.`,
     "",
   ].join("\n");
-  await writeFile(
-    join(import.meta.dirname, "results", "latest.json"),
-    `${JSON.stringify(report, null, 2)}\n`,
-  );
-  await writeFile(join(import.meta.dirname, "results", "latest.md"), md);
+  await writeFile(join(import.meta.dirname, "results", "local.json"), `${JSON.stringify(report, null, 2)}\n`);
+  await writeFile(join(import.meta.dirname, "results", "local.md"), md);
   console.log(md);
 } finally {
   http.close();
