@@ -21,7 +21,7 @@ const optionalText = z
   .optional();
 
 const EnvSchema = z.object({
-  PYBOX_BACKEND: z.enum(["local", "gateway"]).default("local"),
+  PYBOX_BACKEND: z.enum(["local", "gateway", "cluster"]).default("local"),
   PYBOX_TABLE: z.string().trim().min(3).max(255).default("pybox-kernels"),
   PYBOX_DYNAMODB_ENDPOINT: optionalText.pipe(z.url().optional()),
   AWS_REGION: optionalText,
@@ -33,6 +33,19 @@ const EnvSchema = z.object({
   PYBOX_GATEWAY_TOKEN_SECRET: optionalText,
   PYBOX_GATEWAY_KERNEL_NAME: z.string().trim().min(1).default("python3"),
   PYBOX_GATEWAY_REQUEST_TIMEOUT_MS: int(100, 120_000, 10_000),
+  PYBOX_KUBECONFIG: optionalText,
+  PYBOX_KUBECONFIG_SECRET: optionalText,
+  PYBOX_EKS_CLUSTER: optionalText,
+  PYBOX_EKS_ENDPOINT: optionalText.pipe(z.url({ protocol: /^https$/ }).optional()),
+  PYBOX_EKS_CA: optionalText,
+  PYBOX_CLUSTER_NAMESPACE: z
+    .string()
+    .trim()
+    .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/)
+    .max(63)
+    .default("default"),
+  PYBOX_CLUSTER_IDLE_TIMEOUT_SECONDS: int(0, 7 * 24 * 3600, 3600),
+  PYBOX_CLUSTER_CULLING_INTERVAL_SECONDS: int(1, 24 * 3600, 60),
   PYBOX_STATE_DIR: optionalText,
   PYBOX_RUN_TIMEOUT_MS: int(100, 3_600_000, 30_000),
   PYBOX_MAX_RUN_TIMEOUT_MS: int(100, 3_600_000, 300_000),
@@ -55,9 +68,24 @@ export interface GatewayConfig {
   requestTimeoutMs: number;
 }
 
+/** How to reach the Kubernetes API and what Kernel resources to make. */
+export interface ClusterConfig {
+  namespace: string;
+  /** One way to the API server: a kubeconfig file or secret, an EKS cluster, else in-cluster. */
+  auth:
+    | { kind: "kubeconfig-file"; path: string }
+    | { kind: "kubeconfig-secret"; secretId: string }
+    | { kind: "eks"; cluster: string; endpoint: string; caData: string; region: string }
+    | { kind: "in-cluster" };
+  idleTimeoutSeconds: number;
+  cullingIntervalSeconds: number;
+  /** The kernel image, from the operator's kernel env (`KERNEL_IMAGE`); required. */
+  image: string;
+}
+
 /** Everything the product is configured by, parsed and checked once per cold start. */
 export interface Config {
-  backend: "local" | "gateway";
+  backend: "local" | "gateway" | "cluster";
   table: string;
   /** Set only to reach a DynamoDB emulator; Lambda uses the SDK's own resolution. */
   dynamodb: {
@@ -80,6 +108,8 @@ export interface Config {
   local: { python: string; stateDir: string };
   /** Set when `backend` is `gateway`. The token itself is resolved at cold start, never stored here. */
   gateway?: GatewayConfig;
+  /** Set when `backend` is `cluster`. */
+  cluster?: ClusterConfig;
   port: number;
 }
 
@@ -103,6 +133,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (e.PYBOX_BACKEND === "gateway" && !e.PYBOX_GATEWAY_URL) {
     throw new ConfigError("invalid configuration: PYBOX_GATEWAY_URL is required for the gateway backend");
   }
+  const operatorEnv = loadOperatorEnv(e.PYBOX_KERNEL_ENV_FILE, e.PYBOX_KERNEL_ENV);
+  const cluster = e.PYBOX_BACKEND === "cluster" ? clusterConfig(e, operatorEnv) : undefined;
   if (e.PYBOX_GATEWAY_TOKEN && e.PYBOX_GATEWAY_TOKEN_SECRET) {
     throw new ConfigError(
       "invalid configuration: set PYBOX_GATEWAY_TOKEN or PYBOX_GATEWAY_TOKEN_SECRET, not both",
@@ -115,7 +147,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       ...(e.PYBOX_DYNAMODB_ENDPOINT ? { endpoint: e.PYBOX_DYNAMODB_ENDPOINT } : {}),
       ...(e.AWS_REGION ? { region: e.AWS_REGION } : {}),
     },
-    operatorEnv: loadOperatorEnv(e.PYBOX_KERNEL_ENV_FILE, e.PYBOX_KERNEL_ENV),
+    operatorEnv,
     run: {
       defaultTimeoutMs: e.PYBOX_RUN_TIMEOUT_MS,
       maxTimeoutMs: e.PYBOX_MAX_RUN_TIMEOUT_MS,
@@ -138,7 +170,47 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
           },
         }
       : {}),
+    ...(cluster ? { cluster } : {}),
     port: e.PORT,
+  };
+}
+
+function clusterConfig(e: z.infer<typeof EnvSchema>, operatorEnv: Record<string, string>): ClusterConfig {
+  const image = operatorEnv.KERNEL_IMAGE;
+  if (!image) {
+    throw new ConfigError(
+      "invalid configuration: the cluster backend needs KERNEL_IMAGE in the operator kernel env",
+    );
+  }
+  const ways = [e.PYBOX_KUBECONFIG, e.PYBOX_KUBECONFIG_SECRET, e.PYBOX_EKS_CLUSTER].filter(Boolean).length;
+  if (ways > 1) {
+    throw new ConfigError(
+      "invalid configuration: set only one of PYBOX_KUBECONFIG, PYBOX_KUBECONFIG_SECRET, PYBOX_EKS_CLUSTER",
+    );
+  }
+  let auth: ClusterConfig["auth"] = { kind: "in-cluster" };
+  if (e.PYBOX_KUBECONFIG) auth = { kind: "kubeconfig-file", path: e.PYBOX_KUBECONFIG };
+  if (e.PYBOX_KUBECONFIG_SECRET) auth = { kind: "kubeconfig-secret", secretId: e.PYBOX_KUBECONFIG_SECRET };
+  if (e.PYBOX_EKS_CLUSTER) {
+    if (!e.PYBOX_EKS_ENDPOINT || !e.PYBOX_EKS_CA || !e.AWS_REGION) {
+      throw new ConfigError(
+        "invalid configuration: PYBOX_EKS_CLUSTER needs PYBOX_EKS_ENDPOINT, PYBOX_EKS_CA and AWS_REGION",
+      );
+    }
+    auth = {
+      kind: "eks",
+      cluster: e.PYBOX_EKS_CLUSTER,
+      endpoint: e.PYBOX_EKS_ENDPOINT,
+      caData: e.PYBOX_EKS_CA,
+      region: e.AWS_REGION,
+    };
+  }
+  return {
+    namespace: e.PYBOX_CLUSTER_NAMESPACE,
+    auth,
+    idleTimeoutSeconds: e.PYBOX_CLUSTER_IDLE_TIMEOUT_SECONDS,
+    cullingIntervalSeconds: e.PYBOX_CLUSTER_CULLING_INTERVAL_SECONDS,
+    image,
   };
 }
 

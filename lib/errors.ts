@@ -19,6 +19,7 @@ export type ErrorCode =
   | "PAYLOAD_TOO_LARGE"
   | "CAPACITY"
   | "BACKEND_UNAVAILABLE"
+  | "KERNEL_LAUNCH_FAILED"
   | "BACKEND_ERROR"
   | "STORE_UNAVAILABLE"
   | "INTERNAL";
@@ -105,6 +106,11 @@ export class PayloadTooLargeError extends PyboxError {
 /** The backend refused a new kernel for lack of capacity (quota, resource limits); the message is the backend's. */
 export class CapacityError extends PyboxError {
   readonly code = "CAPACITY";
+}
+
+/** A kernel was asked for but never became ready; the message carries the platform's reason (e.g. an image pull error). */
+export class KernelLaunchError extends PyboxError {
+  readonly code = "KERNEL_LAUNCH_FAILED";
 }
 
 /** The backend could not be reached or could not give us a kernel in time; worth retrying. */

@@ -1,6 +1,8 @@
+import { ClusterBackend } from "./backends/cluster.ts";
 import { GatewayBackend } from "./backends/gateway.ts";
 import { type GatewaySettings, gatewaySettings } from "./backends/gateway-api.ts";
 import { gatewayTokenLoader } from "./backends/gateway-token.ts";
+import { kubeClientsLoader } from "./backends/kube-auth.ts";
 import { LocalBackend } from "./backends/local.ts";
 import type { Backend } from "./backends/port.ts";
 import { type Config, getConfig } from "./config.ts";
@@ -28,6 +30,18 @@ export function createBackend(config: Config): Backend {
           return settings;
         },
         kernelName: gateway.kernelName,
+        startTimeoutMs: config.startTimeoutMs,
+      });
+    }
+    case "cluster": {
+      const cluster = config.cluster;
+      if (!cluster) throw new ConfigError("the cluster backend is not configured");
+      return new ClusterBackend({
+        clients: kubeClientsLoader(cluster.auth),
+        namespace: cluster.namespace,
+        image: cluster.image,
+        idleTimeoutSeconds: cluster.idleTimeoutSeconds,
+        cullingIntervalSeconds: cluster.cullingIntervalSeconds,
         startTimeoutMs: config.startTimeoutMs,
       });
     }

@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { KernelMessage } from "@jupyterlab/services";
 import { KernelConnection } from "@jupyterlab/services";
@@ -18,6 +18,7 @@ import {
   startKernel,
   translateGatewayError,
 } from "./gateway-api.ts";
+import { kernelUsername } from "./kernel-username.ts";
 import type { Backend, RunOptions, StartSpec } from "./port.ts";
 
 const GatewayRefSchema = z.object({
@@ -277,21 +278,6 @@ async function connected(connection: IKernelConnection, deadline: number): Promi
     timer.abort();
     connection.connectionStatusChanged.disconnect(onChange);
   }
-}
-
-/**
- * The caller as a `KERNEL_USERNAME`: lowercase letters, digits and dashes (EG and Kubernetes use
- * it in names), with a short hash so two callers never share one after sanitising.
- */
-export function kernelUsername(owner: string): string {
-  const slug =
-    owner
-      .toLowerCase()
-      .replace(/[^a-z0-9]+/g, "-")
-      .slice(0, 40)
-      .replace(/^-+|-+$/g, "") || "caller";
-  const hash = createHash("sha256").update(owner).digest("hex").slice(0, 8);
-  return `${slug}-${hash}`;
 }
 
 function elapsed(started: number): number {

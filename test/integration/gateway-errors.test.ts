@@ -6,7 +6,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { kernelUsername } from "../../lib/backends/gateway.ts";
+import { kernelUsername } from "../../lib/backends/kernel-username.ts";
 import type { ApiClient, ApiResponse } from "../support/api.ts";
 import { freePort } from "../support/free-port.ts";
 import { GATEWAY_CLIENT_ENVS, type RunningGateway, startGateway } from "../support/gateway.ts";

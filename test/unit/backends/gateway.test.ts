@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { ServerConnection } from "@jupyterlab/services";
-import { kernelUsername } from "../../../lib/backends/gateway.ts";
 import { translateGatewayError } from "../../../lib/backends/gateway-api.ts";
 import { gatewayTokenLoader } from "../../../lib/backends/gateway-token.ts";
+import { kernelUsername } from "../../../lib/backends/kernel-username.ts";
 import type { GatewayConfig } from "../../../lib/config.ts";
 import {
   BackendError,

@@ -279,6 +279,7 @@ describe("error-handler", () => {
         CAPACITY: 429,
         STORE_UNAVAILABLE: 503,
         BACKEND_UNAVAILABLE: 503,
+        KERNEL_LAUNCH_FAILED: 503,
         BACKEND_ERROR: 502,
         INTERNAL: 500,
       });

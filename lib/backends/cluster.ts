@@ -1,0 +1,344 @@
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ApiException } from "@kubernetes/client-node";
+import { z } from "zod";
+import { deferred } from "../async.ts";
+import {
+  BackendError,
+  BackendUnavailableError,
+  CapacityError,
+  KernelDiedError,
+  KernelLaunchError,
+  PyboxError,
+} from "../errors.ts";
+import { KernelClient } from "../jupyter/client.ts";
+import { ConnectionInfoSchema, hasAllPorts } from "../jupyter/connection.ts";
+import type { RunResult } from "../jupyter/run-result.ts";
+import { logger } from "../logger.ts";
+import {
+  connectionAnnotation,
+  isReady,
+  KERNEL_ID_LABEL,
+  KERNEL_RESOURCE,
+  type KernelObject,
+  KernelObjectSchema,
+  kernelManifest,
+  notReadyReason,
+} from "./kernel-resource.ts";
+import { kernelUsername } from "./kernel-username.ts";
+import type { KubeClients } from "./kube-auth.ts";
+import type { Backend, RunOptions, StartSpec } from "./port.ts";
+
+const ClusterRefSchema = z.object({
+  backend: z.literal("cluster"),
+  id: z.uuid(),
+  name: z.string().min(1),
+  namespace: z.string().min(1),
+  connection: ConnectionInfoSchema,
+});
+
+/** Where a cluster kernel lives: its `Kernel` resource and its pod's sockets. */
+export type ClusterKernelRef = z.infer<typeof ClusterRefSchema>;
+
+/** Settings of the cluster backend (from `Config.cluster`). */
+export interface ClusterBackendOptions {
+  clients: () => Promise<KubeClients>;
+  namespace: string;
+  image: string;
+  idleTimeoutSeconds: number;
+  cullingIntervalSeconds: number;
+  startTimeoutMs: number;
+}
+
+/**
+ * Kernel pods made by jupyter-kernel-controller from a `Kernel` resource. Lifecycle goes through
+ * the Kubernetes API; execution goes straight to the pod over ZeroMQ with the connection info the
+ * controller annotates, no proxy in between.
+ */
+export class ClusterBackend implements Backend<ClusterKernelRef> {
+  readonly name = "cluster";
+
+  constructor(private readonly options: ClusterBackendOptions) {}
+
+  parseRef(value: unknown): ClusterKernelRef {
+    return ClusterRefSchema.parse(value);
+  }
+
+  /**
+   * Creates the resource (one that exists already is reused), then waits, by watch, until it is
+   * Ready and annotated with its connection, in either order. A launch that does not get there in
+   * time is deleted and fails with the pod's reason.
+   */
+  async start(spec: StartSpec): Promise<ClusterKernelRef> {
+    const { namespace, startTimeoutMs } = this.options;
+    const id = randomUUID();
+    const username = kernelUsername(spec.owner);
+    const name = `${username}-${id}`;
+    const manifest = kernelManifest({
+      name,
+      namespace,
+      kernelId: id,
+      username,
+      image: this.options.image,
+      env: spec.env,
+      ...(spec.cwd === undefined ? {} : { workingDir: spec.cwd }),
+      idleTimeoutSeconds: this.options.idleTimeoutSeconds,
+      cullingIntervalSeconds: this.options.cullingIntervalSeconds,
+    });
+    const { custom } = await this.options.clients();
+    try {
+      await custom.createNamespacedCustomObject({ ...resource(namespace), body: manifest });
+    } catch (error) {
+      if (!(error instanceof ApiException && error.code === 409))
+        throw translateKubeError(error, "create a kernel");
+    }
+    const deadline = Date.now() + startTimeoutMs;
+    let ready: KernelObject | undefined;
+    try {
+      ready = await this.waitUntilReady(name, deadline);
+    } catch (error) {
+      await this.deleteQuietly(name, id);
+      throw error;
+    }
+    const connection = parseConnection(connectionAnnotation(ready));
+    if (!connection) {
+      await this.deleteQuietly(name, id);
+      throw new BackendError(`kernel ${name} was annotated with an invalid connection`);
+    }
+    const ref: ClusterKernelRef = { backend: "cluster", id, name, namespace, connection };
+    const client = new KernelClient(connection, { handshakeTimeoutMs: Math.max(1, deadline - Date.now()) });
+    try {
+      await client.handshake();
+    } catch (error) {
+      await this.deleteQuietly(name, id);
+      throw error;
+    } finally {
+      client.close();
+    }
+    logger.info("cluster kernel started", { kernel: name });
+    return ref;
+  }
+
+  async run(ref: ClusterKernelRef, code: string, options: RunOptions): Promise<RunResult> {
+    const client = new KernelClient(ref.connection);
+    try {
+      return await client.execute(code, options);
+    } finally {
+      client.close();
+    }
+  }
+
+  async interrupt(ref: ClusterKernelRef): Promise<void> {
+    const client = new KernelClient(ref.connection);
+    try {
+      await client.interrupt();
+    } finally {
+      client.close();
+    }
+  }
+
+  /** The resource must exist and be Ready, and the pod's heartbeat must answer. */
+  async isAlive(ref: ClusterKernelRef): Promise<boolean> {
+    const kernel = await this.get(ref.name);
+    if (!kernel || !isReady(kernel)) return false;
+    const client = new KernelClient(ref.connection);
+    try {
+      for (let attempt = 0; attempt < 3; attempt++) if (await client.ping()) return true;
+      return false;
+    } finally {
+      client.close();
+    }
+  }
+
+  /** Deletes by name, falling back to the kernel-id label; gone already is success. */
+  async stop(ref: ClusterKernelRef): Promise<void> {
+    const client = new KernelClient(ref.connection);
+    try {
+      await client.shutdown(1_000);
+    } finally {
+      client.close();
+    }
+    await this.delete(ref.name, ref.id);
+    logger.info("cluster kernel stopped", { kernel: ref.name });
+  }
+
+  private async get(name: string): Promise<KernelObject | undefined> {
+    const { custom } = await this.options.clients();
+    try {
+      return parseKernel(
+        await custom.getNamespacedCustomObject({ ...resource(this.options.namespace), name }),
+      );
+    } catch (error) {
+      if (error instanceof ApiException && error.code === 404) return undefined;
+      throw translateKubeError(error, "read a kernel");
+    }
+  }
+
+  private async delete(name: string, id: string): Promise<void> {
+    const { custom } = await this.options.clients();
+    const namespace = this.options.namespace;
+    try {
+      await custom.deleteNamespacedCustomObject({ ...resource(namespace), name });
+      return;
+    } catch (error) {
+      if (!(error instanceof ApiException && error.code === 404))
+        throw translateKubeError(error, "delete a kernel");
+    }
+    try {
+      const list = (await custom.listNamespacedCustomObject({
+        ...resource(namespace),
+        labelSelector: `${KERNEL_ID_LABEL}=${id}`,
+      })) as { items?: unknown[] };
+      for (const item of list.items ?? []) {
+        const other = parseKernel(item).metadata.name;
+        await custom
+          .deleteNamespacedCustomObject({ ...resource(namespace), name: other })
+          .catch((error: unknown) => {
+            if (!(error instanceof ApiException && error.code === 404)) throw error;
+          });
+      }
+    } catch (error) {
+      throw translateKubeError(error, "delete a kernel");
+    }
+  }
+
+  private async deleteQuietly(name: string, id: string): Promise<void> {
+    await this.delete(name, id).catch((error: unknown) =>
+      logger.warn("could not delete kernel", { name, error }),
+    );
+  }
+
+  /**
+   * Waits until the resource is Ready and carries its connection annotation. Each round reads the
+   * resource, then watches from its resourceVersion; a watch that drops or expires (410) starts
+   * the next round, so nothing between the read and the watch is missed.
+   */
+  private async waitUntilReady(name: string, deadline: number): Promise<KernelObject> {
+    let last: KernelObject | undefined;
+    while (Date.now() < deadline) {
+      last = await this.get(name);
+      if (!last) throw new KernelLaunchError(`kernel ${name} disappeared while starting`);
+      if (isReady(last) && connectionAnnotation(last) !== undefined) return last;
+      const seen = await this.watchUntilReady(name, last.metadata.resourceVersion, deadline);
+      if (seen) return seen;
+    }
+    const reason = notReadyReason(last);
+    throw new KernelLaunchError(
+      `the kernel did not become ready within ${this.options.startTimeoutMs} ms${reason ? ` (${reason})` : ""}`,
+    );
+  }
+
+  /** One watch: resolves with the ready object, or undefined when the watch ended without it. */
+  private async watchUntilReady(
+    name: string,
+    resourceVersion: string | undefined,
+    deadline: number,
+  ): Promise<KernelObject | undefined> {
+    const { watch } = await this.options.clients();
+    const outcome = deferred<KernelObject | undefined>();
+    const path = `/apis/${KERNEL_RESOURCE.group}/${KERNEL_RESOURCE.version}/namespaces/${this.options.namespace}/${KERNEL_RESOURCE.plural}`;
+    let controller: AbortController | undefined;
+    try {
+      controller = await watch.watch(
+        path,
+        {
+          fieldSelector: `metadata.name=${name}`,
+          ...(resourceVersion ? { resourceVersion } : {}),
+          timeoutSeconds: Math.max(1, Math.ceil((deadline - Date.now()) / 1000)),
+        },
+        (phase, object) => {
+          if (phase === "DELETED")
+            outcome.reject(new KernelLaunchError(`kernel ${name} was deleted while starting`));
+          if (phase !== "ADDED" && phase !== "MODIFIED") return;
+          const parsed = KernelObjectSchema.safeParse(object);
+          if (parsed.success && isReady(parsed.data) && connectionAnnotation(parsed.data) !== undefined) {
+            outcome.resolve(parsed.data);
+          }
+        },
+        () => outcome.resolve(undefined),
+      );
+    } catch (error) {
+      logger.warn("kernel watch failed; reading again", { name, error: error as Error });
+      await sleep(200);
+      return undefined;
+    }
+    const timer = new AbortController();
+    try {
+      return await Promise.race([
+        outcome.promise,
+        sleep(Math.max(0, deadline - Date.now()), undefined, { signal: timer.signal }).then(() => undefined),
+      ]);
+    } finally {
+      timer.abort();
+      controller.abort();
+    }
+  }
+}
+
+function resource(namespace: string) {
+  return {
+    group: KERNEL_RESOURCE.group,
+    version: KERNEL_RESOURCE.version,
+    plural: KERNEL_RESOURCE.plural,
+    namespace,
+  };
+}
+
+function parseKernel(value: unknown): KernelObject {
+  const parsed = KernelObjectSchema.safeParse(value);
+  if (!parsed.success) throw new BackendError("the Kubernetes API answered with a malformed Kernel");
+  return parsed.data;
+}
+
+/** The annotated connection JSON, if it is a complete, valid connection. */
+function parseConnection(text: string | undefined) {
+  if (text === undefined) return undefined;
+  try {
+    const parsed = ConnectionInfoSchema.safeParse(JSON.parse(text));
+    return parsed.success && hasAllPorts(parsed.data) ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The Kubernetes API's answers in the project's terms, in one place: a quota refusal (403) keeps
+ * the API server's message, which names the quota; other failures say only what failed.
+ */
+export function translateKubeError(error: unknown, doing: string): PyboxError {
+  if (error instanceof PyboxError) return error;
+  if (error instanceof ApiException) {
+    const code = error.code;
+    if (code === 403)
+      return new CapacityError(statusMessage(error.body) ?? "the cluster refused: quota exceeded", {
+        retryAfterSeconds: 10,
+      });
+    if (code === 401)
+      return new BackendError("the Kubernetes API rejected our credentials", { cause: error });
+    if (code === 404) return new KernelDiedError("the kernel resource is gone", { cause: error });
+    if (code >= 500 || code === 429) {
+      return new BackendUnavailableError(`the Kubernetes API could not ${doing} (HTTP ${code})`, {
+        cause: error,
+      });
+    }
+    return new BackendError(`the Kubernetes API failed to ${doing} (HTTP ${code})`, { cause: error });
+  }
+  return new BackendUnavailableError(`the Kubernetes API could not be reached to ${doing}`, {
+    cause: error,
+    retryAfterSeconds: 5,
+  });
+}
+
+/** The `message` of a Kubernetes `Status` body, however the client handed it over. */
+function statusMessage(body: unknown): string | undefined {
+  let value: unknown = body;
+  if (typeof body === "string") {
+    try {
+      value = JSON.parse(body);
+    } catch {
+      return undefined;
+    }
+  }
+  const message = (value as { message?: unknown } | null)?.message;
+  return typeof message === "string" && message.length > 0 ? message.slice(0, 500) : undefined;
+}
