@@ -215,12 +215,22 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
    */
   private async waitUntilReady(name: string, deadline: number): Promise<KernelObject> {
     let last: KernelObject | undefined;
+    let backoffMs = 100;
     while (Date.now() < deadline) {
       last = await this.get(name);
       if (!last) throw new KernelLaunchError(`kernel ${name} disappeared while starting`);
       if (isReady(last) && connectionAnnotation(last) !== undefined) return last;
-      const seen = await this.watchUntilReady(name, last.metadata.resourceVersion, deadline);
-      if (seen) return seen;
+      const began = Date.now();
+      const watched = await this.watchUntilReady(name, last.metadata.resourceVersion, deadline);
+      if (watched.ready) return watched.ready;
+      last = watched.latest ?? last;
+      // A watch that ends at once (refused, or the server closing it) must not turn into a hot loop.
+      if (Date.now() - began < 1_000) {
+        await sleep(Math.min(backoffMs, Math.max(0, deadline - Date.now())));
+        backoffMs = Math.min(backoffMs * 2, 2_000);
+      } else {
+        backoffMs = 100;
+      }
     }
     const reason = notReadyReason(last);
     throw new KernelLaunchError(
@@ -228,46 +238,53 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
     );
   }
 
-  /** One watch: resolves with the ready object, or undefined when the watch ended without it. */
+  /**
+   * One watch from `resourceVersion`: ends with the ready object, or without it when the watch
+   * ended (dropped, expired, timed out), carrying the latest state seen for the error message.
+   * A watch the API refuses for our credentials is an error, not something to retry.
+   */
   private async watchUntilReady(
     name: string,
     resourceVersion: string | undefined,
     deadline: number,
-  ): Promise<KernelObject | undefined> {
+  ): Promise<{ ready?: KernelObject; latest?: KernelObject }> {
     const { watch } = await this.options.clients();
     const outcome = deferred<KernelObject | undefined>();
+    let latest: KernelObject | undefined;
     const path = `/apis/${KERNEL_RESOURCE.group}/${KERNEL_RESOURCE.version}/namespaces/${this.options.namespace}/${KERNEL_RESOURCE.plural}`;
-    let controller: AbortController | undefined;
-    try {
-      controller = await watch.watch(
-        path,
-        {
-          fieldSelector: `metadata.name=${name}`,
-          ...(resourceVersion ? { resourceVersion } : {}),
-          timeoutSeconds: Math.max(1, Math.ceil((deadline - Date.now()) / 1000)),
-        },
-        (phase, object) => {
-          if (phase === "DELETED")
-            outcome.reject(new KernelLaunchError(`kernel ${name} was deleted while starting`));
-          if (phase !== "ADDED" && phase !== "MODIFIED") return;
-          const parsed = KernelObjectSchema.safeParse(object);
-          if (parsed.success && isReady(parsed.data) && connectionAnnotation(parsed.data) !== undefined) {
-            outcome.resolve(parsed.data);
-          }
-        },
-        () => outcome.resolve(undefined),
-      );
-    } catch (error) {
-      logger.warn("kernel watch failed; reading again", { name, error: error as Error });
-      await sleep(200);
-      return undefined;
-    }
+    const controller = await watch.watch(
+      path,
+      {
+        fieldSelector: `metadata.name=${name}`,
+        ...(resourceVersion ? { resourceVersion } : {}),
+        timeoutSeconds: Math.max(1, Math.ceil((deadline - Date.now()) / 1000)),
+      },
+      (phase, object) => {
+        if (phase === "DELETED")
+          outcome.reject(new KernelLaunchError(`kernel ${name} was deleted while starting`));
+        if (phase !== "ADDED" && phase !== "MODIFIED") return;
+        const parsed = KernelObjectSchema.safeParse(object);
+        if (!parsed.success) return;
+        latest = parsed.data;
+        if (isReady(parsed.data) && connectionAnnotation(parsed.data) !== undefined)
+          outcome.resolve(parsed.data);
+      },
+      (error: unknown) => {
+        const status = (error as { statusCode?: unknown } | null)?.statusCode;
+        if (status === 401 || status === 403) {
+          outcome.reject(new BackendError(`the Kubernetes API refused to watch kernels (HTTP ${status})`));
+        } else {
+          outcome.resolve(undefined);
+        }
+      },
+    );
     const timer = new AbortController();
     try {
-      return await Promise.race([
+      const ready = await Promise.race([
         outcome.promise,
         sleep(Math.max(0, deadline - Date.now()), undefined, { signal: timer.signal }).then(() => undefined),
       ]);
+      return { ...(ready ? { ready } : {}), ...(latest ? { latest } : {}) };
     } finally {
       timer.abort();
       controller.abort();

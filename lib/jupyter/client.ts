@@ -41,6 +41,10 @@ export interface ClientOptions {
 
 type Handler = (message: JupyterMessage) => void;
 
+/** After the kernel's connection dropped: how long one heartbeat may take, and how many may fail. */
+const SUSPECT_PING_MS = 500;
+const SUSPECT_MISSES = 2;
+
 const DEFAULTS: Required<ClientOptions> = {
   handshakeTimeoutMs: 10_000,
   heartbeatIntervalMs: 1_000,
@@ -269,21 +273,45 @@ export class KernelClient {
     timer.abort();
   }
 
-  /** Rejects with {@link KernelDiedError} when heartbeats stop or `signal` fires for a death. */
+  /**
+   * Rejects with {@link KernelDiedError} when heartbeats stop or `signal` fires for a death. When
+   * the shell connection drops or is refused (a kernel that exits closes its sockets), the
+   * heartbeat is checked at once with a short timeout, so a dead kernel is noticed in about a
+   * second, not a few.
+   */
   private async watchLiveness(signal: AbortSignal): Promise<never> {
-    const { heartbeatIntervalMs, heartbeatMisses } = this.options;
+    const { heartbeatIntervalMs, heartbeatTimeoutMs, heartbeatMisses } = this.options;
     let misses = 0;
-    for (;;) {
-      try {
-        await sleep(heartbeatIntervalMs, undefined, { signal });
-      } catch {
-        throw signal.reason instanceof KernelDiedError ? signal.reason : new KernelDiedError("run ended");
+    let suspect = false;
+    let wake = deferred<void>();
+    const onDisconnect = () => {
+      suspect = true;
+      wake.resolve();
+    };
+    this.shell.events.on("disconnect", onDisconnect);
+    this.shell.events.on("connect:retry", onDisconnect);
+    try {
+      for (;;) {
+        try {
+          await Promise.race([sleep(heartbeatIntervalMs, undefined, { signal }), wake.promise]);
+        } catch {
+          throw signal.reason instanceof KernelDiedError ? signal.reason : new KernelDiedError("run ended");
+        }
+        if (signal.aborted)
+          throw signal.reason instanceof KernelDiedError ? signal.reason : new KernelDiedError("run ended");
+        if (suspect) wake = deferred<void>();
+        if (await this.ping(suspect ? SUSPECT_PING_MS : heartbeatTimeoutMs)) {
+          misses = 0;
+          suspect = false;
+        } else if (++misses >= (suspect ? SUSPECT_MISSES : heartbeatMisses)) {
+          throw new KernelDiedError("the kernel stopped answering heartbeats");
+        } else if (suspect) {
+          wake.resolve();
+        }
       }
-      if (await this.ping()) {
-        misses = 0;
-      } else if (++misses >= heartbeatMisses) {
-        throw new KernelDiedError("the kernel stopped answering heartbeats");
-      }
+    } finally {
+      this.shell.events.off("disconnect", onDisconnect);
+      this.shell.events.off("connect:retry", onDisconnect);
     }
   }
 
