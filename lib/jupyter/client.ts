@@ -44,6 +44,8 @@ type Handler = (message: JupyterMessage) => void;
 /** After the kernel's connection dropped: how long one heartbeat may take, and how many may fail. */
 const SUSPECT_PING_MS = 500;
 const SUSPECT_MISSES = 2;
+/** When a run starts watching its shell socket's connection events. */
+const OBSERVE_AFTER_MS = 250;
 
 const DEFAULTS: Required<ClientOptions> = {
   handshakeTimeoutMs: 10_000,
@@ -288,9 +290,18 @@ export class KernelClient {
       suspect = true;
       wake.resolve();
     };
-    this.shell.events.on("disconnect", onDisconnect);
-    this.shell.events.on("connect:retry", onDisconnect);
+    let observing = false;
     try {
+      // Watching socket events costs a monitor socket; a run that ends quickly never needs it, and
+      // a dead peer keeps producing `connect:retry` events for a watcher that arrives later.
+      try {
+        await sleep(Math.min(OBSERVE_AFTER_MS, heartbeatIntervalMs), undefined, { signal });
+      } catch {
+        throw signal.reason instanceof KernelDiedError ? signal.reason : new KernelDiedError("run ended");
+      }
+      this.shell.events.on("disconnect", onDisconnect);
+      this.shell.events.on("connect:retry", onDisconnect);
+      observing = true;
       for (;;) {
         try {
           await Promise.race([sleep(heartbeatIntervalMs, undefined, { signal }), wake.promise]);
@@ -310,8 +321,10 @@ export class KernelClient {
         }
       }
     } finally {
-      this.shell.events.off("disconnect", onDisconnect);
-      this.shell.events.off("connect:retry", onDisconnect);
+      if (observing) {
+        this.shell.events.off("disconnect", onDisconnect);
+        this.shell.events.off("connect:retry", onDisconnect);
+      }
     }
   }
 
