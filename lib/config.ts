@@ -38,6 +38,7 @@ const EnvSchema = z.object({
   PYBOX_EKS_CLUSTER: optionalText,
   PYBOX_EKS_ENDPOINT: optionalText.pipe(z.url({ protocol: /^https$/ }).optional()),
   PYBOX_EKS_CA: optionalText,
+  KUBERNETES_SERVICE_HOST: optionalText,
   PYBOX_CLUSTER_NAMESPACE: z
     .string()
     .trim()
@@ -186,6 +187,11 @@ function clusterConfig(e: z.infer<typeof EnvSchema>, operatorEnv: Record<string,
   if (ways > 1) {
     throw new ConfigError(
       "invalid configuration: set only one of PYBOX_KUBECONFIG, PYBOX_KUBECONFIG_SECRET, PYBOX_EKS_CLUSTER",
+    );
+  }
+  if (ways === 0 && !e.KUBERNETES_SERVICE_HOST) {
+    throw new ConfigError(
+      "invalid configuration: the cluster backend needs PYBOX_KUBECONFIG, PYBOX_KUBECONFIG_SECRET or PYBOX_EKS_CLUSTER outside a cluster",
     );
   }
   let auth: ClusterConfig["auth"] = { kind: "in-cluster" };

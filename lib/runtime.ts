@@ -2,6 +2,7 @@ import { ClusterBackend } from "./backends/cluster.ts";
 import { GatewayBackend } from "./backends/gateway.ts";
 import { type GatewaySettings, gatewaySettings } from "./backends/gateway-api.ts";
 import { gatewayTokenLoader } from "./backends/gateway-token.ts";
+import { parseVolumeList } from "./backends/kernel-resource.ts";
 import { kubeClientsLoader } from "./backends/kube-auth.ts";
 import { LocalBackend } from "./backends/local.ts";
 import type { Backend } from "./backends/port.ts";
@@ -36,6 +37,9 @@ export function createBackend(config: Config): Backend {
     case "cluster": {
       const cluster = config.cluster;
       if (!cluster) throw new ConfigError("the cluster backend is not configured");
+      // Checked at cold start, not on every kernel start.
+      parseVolumeList("KERNEL_VOLUMES", config.operatorEnv.KERNEL_VOLUMES);
+      parseVolumeList("KERNEL_VOLUME_MOUNTS", config.operatorEnv.KERNEL_VOLUME_MOUNTS);
       return new ClusterBackend({
         clients: kubeClientsLoader(cluster.auth),
         namespace: cluster.namespace,

@@ -29,6 +29,9 @@ import { kernelUsername } from "./kernel-username.ts";
 import type { KubeClients } from "./kube-auth.ts";
 import type { Backend, RunOptions, StartSpec } from "./port.ts";
 
+/** Bound on one Kubernetes API request. */
+const KUBE_REQUEST_TIMEOUT_MS = 10_000;
+
 const ClusterRefSchema = z.object({
   backend: z.literal("cluster"),
   id: z.uuid(),
@@ -87,8 +90,16 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
     });
     const { custom } = await this.options.clients();
     try {
-      await custom.createNamespacedCustomObject({ ...resource(namespace), body: manifest });
+      await within(
+        custom.createNamespacedCustomObject({ ...resource(namespace), body: manifest }),
+        "create a kernel",
+      );
     } catch (error) {
+      if (error instanceof ApiException && error.code === 404) {
+        throw new BackendError("the Kernel resource type or the namespace does not exist in the cluster", {
+          cause: error,
+        });
+      }
       if (!(error instanceof ApiException && error.code === 409))
         throw translateKubeError(error, "create a kernel");
     }
@@ -106,14 +117,15 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
       throw new BackendError(`kernel ${name} was annotated with an invalid connection`);
     }
     const ref: ClusterKernelRef = { backend: "cluster", id, name, namespace, connection };
-    const client = new KernelClient(connection, { handshakeTimeoutMs: Math.max(1, deadline - Date.now()) });
+    let client: KernelClient | undefined;
     try {
+      client = new KernelClient(connection, { handshakeTimeoutMs: Math.max(1, deadline - Date.now()) });
       await client.handshake();
     } catch (error) {
       await this.deleteQuietly(name, id);
       throw error;
     } finally {
-      client.close();
+      client?.close();
     }
     logger.info("cluster kernel started", { kernel: name });
     return ref;
@@ -166,7 +178,10 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
     const { custom } = await this.options.clients();
     try {
       return parseKernel(
-        await custom.getNamespacedCustomObject({ ...resource(this.options.namespace), name }),
+        await within(
+          custom.getNamespacedCustomObject({ ...resource(this.options.namespace), name }),
+          "read a kernel",
+        ),
       );
     } catch (error) {
       if (error instanceof ApiException && error.code === 404) return undefined;
@@ -178,17 +193,20 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
     const { custom } = await this.options.clients();
     const namespace = this.options.namespace;
     try {
-      await custom.deleteNamespacedCustomObject({ ...resource(namespace), name });
+      await within(custom.deleteNamespacedCustomObject({ ...resource(namespace), name }), "delete a kernel");
       return;
     } catch (error) {
       if (!(error instanceof ApiException && error.code === 404))
         throw translateKubeError(error, "delete a kernel");
     }
     try {
-      const list = (await custom.listNamespacedCustomObject({
-        ...resource(namespace),
-        labelSelector: `${KERNEL_ID_LABEL}=${id}`,
-      })) as { items?: unknown[] };
+      const list = (await within(
+        custom.listNamespacedCustomObject({
+          ...resource(namespace),
+          labelSelector: `${KERNEL_ID_LABEL}=${id}`,
+        }),
+        "list kernels",
+      )) as { items?: unknown[] };
       for (const item of list.items ?? []) {
         const other = parseKernel(item).metadata.name;
         await custom
@@ -252,31 +270,35 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
     const outcome = deferred<KernelObject | undefined>();
     let latest: KernelObject | undefined;
     const path = `/apis/${KERNEL_RESOURCE.group}/${KERNEL_RESOURCE.version}/namespaces/${this.options.namespace}/${KERNEL_RESOURCE.plural}`;
-    const controller = await watch.watch(
-      path,
-      {
-        fieldSelector: `metadata.name=${name}`,
-        ...(resourceVersion ? { resourceVersion } : {}),
-        timeoutSeconds: Math.max(1, Math.ceil((deadline - Date.now()) / 1000)),
-      },
-      (phase, object) => {
-        if (phase === "DELETED")
-          outcome.reject(new KernelLaunchError(`kernel ${name} was deleted while starting`));
-        if (phase !== "ADDED" && phase !== "MODIFIED") return;
-        const parsed = KernelObjectSchema.safeParse(object);
-        if (!parsed.success) return;
-        latest = parsed.data;
-        if (isReady(parsed.data) && connectionAnnotation(parsed.data) !== undefined)
-          outcome.resolve(parsed.data);
-      },
-      (error: unknown) => {
-        const status = (error as { statusCode?: unknown } | null)?.statusCode;
-        if (status === 401 || status === 403) {
-          outcome.reject(new BackendError(`the Kubernetes API refused to watch kernels (HTTP ${status})`));
-        } else {
-          outcome.resolve(undefined);
-        }
-      },
+    const controller = await within(
+      watch.watch(
+        path,
+        {
+          fieldSelector: `metadata.name=${name}`,
+          ...(resourceVersion ? { resourceVersion } : {}),
+          timeoutSeconds: Math.max(1, Math.ceil((deadline - Date.now()) / 1000)),
+        },
+        (phase, object) => {
+          if (phase === "DELETED")
+            outcome.reject(new KernelLaunchError(`kernel ${name} was deleted while starting`));
+          if (phase !== "ADDED" && phase !== "MODIFIED") return;
+          const parsed = KernelObjectSchema.safeParse(object);
+          if (!parsed.success) return;
+          latest = parsed.data;
+          if (isReady(parsed.data) && connectionAnnotation(parsed.data) !== undefined)
+            outcome.resolve(parsed.data);
+        },
+        (error: unknown) => {
+          const status = (error as { statusCode?: unknown } | null)?.statusCode;
+          if (status === 401 || status === 403) {
+            outcome.reject(new BackendError(`the Kubernetes API refused to watch kernels (HTTP ${status})`));
+          } else {
+            outcome.resolve(undefined);
+          }
+        },
+      ),
+      "watch kernels",
+      Math.max(1, deadline - Date.now()),
     );
     const timer = new AbortController();
     try {
@@ -289,6 +311,21 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
       timer.abort();
       controller.abort();
     }
+  }
+}
+
+/** One Kubernetes API call, bounded: client-node sets no timeout of its own. */
+async function within<T>(call: Promise<T>, doing: string, ms = KUBE_REQUEST_TIMEOUT_MS): Promise<T> {
+  const timer = new AbortController();
+  try {
+    return await Promise.race([
+      call,
+      sleep(ms, undefined, { signal: timer.signal }).then(() => {
+        throw new BackendUnavailableError(`the Kubernetes API did not answer in time to ${doing}`);
+      }),
+    ]);
+  } finally {
+    timer.abort();
   }
 }
 
@@ -326,10 +363,14 @@ export function translateKubeError(error: unknown, doing: string): PyboxError {
   if (error instanceof PyboxError) return error;
   if (error instanceof ApiException) {
     const code = error.code;
-    if (code === 403)
-      return new CapacityError(statusMessage(error.body) ?? "the cluster refused: quota exceeded", {
-        retryAfterSeconds: 10,
-      });
+    if (code === 403) {
+      // Only a quota refusal is about capacity, and its message names the quota; an RBAC denial
+      // names our role and is a misconfiguration the caller cannot fix.
+      const message = statusMessage(error.body);
+      if (message && /exceeded quota/i.test(message))
+        return new CapacityError(message, { retryAfterSeconds: 10 });
+      return new BackendError(`the Kubernetes API refused to ${doing} (HTTP 403)`, { cause: error });
+    }
     if (code === 401)
       return new BackendError("the Kubernetes API rejected our credentials", { cause: error });
     if (code === 404) return new KernelDiedError("the kernel resource is gone", { cause: error });

@@ -9,6 +9,7 @@ import {
   KernelDiedError,
   PyboxError,
 } from "../errors.ts";
+import { logger } from "../logger.ts";
 
 /** A kernel as the gateway describes it, checked where it enters. */
 export const KernelModelSchema = z.object({
@@ -34,13 +35,29 @@ export interface StartKernelBody {
  */
 export function gatewaySettings(url: string, token: string | undefined, timeoutMs: number) {
   const headers: Record<string, string> = token ? { Authorization: `token ${token}` } : {};
+  /**
+   * `KernelConnection` validates every message inside the socket's handlers and rethrows what it
+   * rejects; in `ws` that is an uncaught exception, so a cell sending an odd message (say
+   * `clear_output(wait=1)`) could end the process. Handlers run guarded here: such a message is
+   * dropped and logged.
+   */
   class AuthenticatedWebSocket extends WebSocket {
     constructor(address: string, protocols?: string | string[]) {
       super(address, protocols, { headers });
+      for (const name of ["onmessage", "onopen"] as const) {
+        const accessor = Object.getOwnPropertyDescriptor(WebSocket.prototype, name);
+        if (!accessor?.get || !accessor.set) continue;
+        const { get, set } = accessor;
+        Object.defineProperty(this, name, {
+          configurable: true,
+          get: () => get.call(this),
+          set: (handler: ((event: unknown) => void) | null) => set.call(this, guarded(handler)),
+        });
+      }
     }
   }
   const timedFetch: typeof fetch = (input, init) =>
-    fetch(input, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+    fetch(input, { ...init, signal: init?.signal ?? AbortSignal.timeout(timeoutMs) });
   return ServerConnection.makeSettings({
     baseUrl: url,
     wsUrl: url.replace(/^http/, "ws"),
@@ -51,6 +68,17 @@ export function gatewaySettings(url: string, token: string | undefined, timeoutM
   });
 }
 
+function guarded<E>(handler: ((event: E) => void) | null): ((event: E) => void) | null {
+  if (!handler) return handler;
+  return (event) => {
+    try {
+      handler(event);
+    } catch (error) {
+      logger.warn("dropped a gateway message the kernel connection rejected", { error: error as Error });
+    }
+  };
+}
+
 /** Settings as `@jupyterlab/services` takes them. */
 export type GatewaySettings = ServerConnection.ISettings;
 
@@ -58,12 +86,15 @@ export type GatewaySettings = ServerConnection.ISettings;
 export async function startKernel(
   settings: GatewaySettings,
   body: StartKernelBody,
+  timeoutMs: number,
 ): Promise<GatewayKernelModel> {
   let response: Response;
   try {
+    // A remote launch (a pod, a YARN container) answers only once the kernel is up: this request
+    // gets the start's whole budget, not the per-call timeout.
     response = await ServerConnection.makeRequest(
       URLExt.join(settings.baseUrl, "api/kernels"),
-      { method: "POST", body: JSON.stringify(body) },
+      { method: "POST", body: JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs) },
       settings,
     );
   } catch (error) {
@@ -150,11 +181,7 @@ export function translateGatewayError(error: unknown, doing: string): PyboxError
 function translateStatus(status: number, doing: string, cause?: unknown): PyboxError {
   if (status === 404) return new KernelDiedError("the gateway no longer has this kernel", { cause });
   if (status === 401) return new BackendError("the gateway rejected our credentials", { cause });
-  if (status === 403)
-    return new CapacityError("the gateway refused: resource limits reached", {
-      retryAfterSeconds: 10,
-      cause,
-    });
+  if (status === 403) return new BackendError(`the gateway refused to ${doing} (HTTP 403)`, { cause });
   if (status === 502 || status === 503 || status === 504) {
     return new BackendUnavailableError(`the gateway could not ${doing} (HTTP ${status})`, { cause });
   }

@@ -11,6 +11,7 @@ import { executeContent } from "../jupyter/messages.ts";
 import { RunCollector, type RunResult } from "../jupyter/run-result.ts";
 import { logger } from "../logger.ts";
 import {
+  type GatewayKernelModel,
   type GatewaySettings,
   getKernel,
   interruptKernel,
@@ -67,20 +68,32 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
     const settings = await this.options.settings();
     const id = randomUUID();
     const env: Record<string, string> = {
+      KERNEL_LAUNCH_TIMEOUT: String(Math.ceil(this.options.startTimeoutMs / 1000)),
       ...spec.env,
       KERNEL_ID: id,
       KERNEL_USERNAME: kernelUsername(spec.owner),
       ...(spec.cwd === undefined ? {} : { KERNEL_WORKING_DIR: spec.cwd }),
     };
-    const model = await startKernel(settings, { name: this.options.kernelName, env, kernel_id: id });
+    let model: GatewayKernelModel;
+    try {
+      model = await startKernel(
+        settings,
+        { name: this.options.kernelName, env, kernel_id: id },
+        this.options.startTimeoutMs,
+      );
+    } catch (error) {
+      // The launch may go on after we gave up: stop the kernel we named, in case it comes up.
+      if (error instanceof BackendUnavailableError) void shutdownKernel(settings, id).catch(() => undefined);
+      throw error;
+    }
     const ref: GatewayKernelRef = {
       backend: "gateway",
       id: model.id,
       name: model.name || this.options.kernelName,
     };
     try {
-      await this.withConnection(ref, settings, async (connection) => {
-        await this.ready(connection, Date.now() + this.options.startTimeoutMs);
+      await this.withConnection(ref, settings, async (connection, died) => {
+        await Promise.race([this.ready(connection, Date.now() + this.options.startTimeoutMs), died]);
         await this.execute(connection, `${MARKER} = True`, 10_000);
       });
     } catch (error) {
@@ -145,9 +158,12 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
         );
         await Promise.race([finished.promise, grace, died]);
         const result = collector.result(elapsed(started), options.timeoutMs);
-        if (!collector.done)
-          throw new KernelStuckError("the kernel did not come back from an interrupt", result);
-        return result;
+        if (collector.done || collector.replied) return result;
+        // Only a kernel we could still hear from can be called stuck; a lost connection is ours.
+        if (connection.connectionStatus !== "connected") {
+          throw new BackendUnavailableError("lost the gateway connection while the kernel was interrupted");
+        }
+        throw new KernelStuckError("the kernel did not come back from an interrupt", result);
       } finally {
         timer.abort();
       }
@@ -198,10 +214,24 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
     death.promise.catch(() => undefined);
     const onStatus = (_: unknown, status: string) => {
       if (!DEATH_STATUSES.has(status)) return;
-      death.reject(new KernelDiedError(`the kernel is ${status}`));
       // Dispose at once: the connection's own restart handling would otherwise cancel its pending
       // requests while still alive, and their rejections reach no one.
       connection.dispose();
+      if (status !== "dead") {
+        death.reject(new KernelDiedError(`the kernel is ${status}`));
+        return;
+      }
+      // The library also says "dead" when its websocket failed for reasons of ours (a rotated
+      // token, a proxy error): only the gateway's own word makes it a death.
+      void getKernel(settings, ref.id).then(
+        (model) =>
+          death.reject(
+            !model || model.execution_state === "dead"
+              ? new KernelDiedError("the gateway reports the kernel dead")
+              : new BackendUnavailableError("lost the websocket to the gateway"),
+          ),
+        (error: unknown) => death.reject(error),
+      );
     };
     connection.statusChanged.connect(onStatus);
     const poll = setInterval(() => {

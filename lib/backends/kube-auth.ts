@@ -59,8 +59,9 @@ async function loadKubeConfig(
     case "kubeconfig-file":
       try {
         kc.loadFromFile(auth.path);
-      } catch (cause) {
-        throw new ConfigError(`PYBOX_KUBECONFIG cannot be read: ${auth.path}`, { cause });
+      } catch {
+        // No cause: a YAML error carries the whole file, credentials included.
+        throw new ConfigError(`PYBOX_KUBECONFIG cannot be read or parsed: ${auth.path}`);
       }
       return kc;
     case "kubeconfig-secret": {
@@ -74,7 +75,11 @@ async function loadKubeConfig(
         throw new BackendUnavailableError("the kubeconfig secret could not be read", { cause });
       }
       if (!text) throw new ConfigError("the kubeconfig secret has no string value");
-      kc.loadFromString(text);
+      try {
+        kc.loadFromString(text);
+      } catch {
+        throw new ConfigError("the kubeconfig secret is not a valid kubeconfig");
+      }
       return kc;
     }
     case "eks": {

@@ -113,7 +113,6 @@ export class LocalBackend implements Backend<LocalKernelRef> {
       void isRunning(ref).then((alive) => {
         if (!alive) death.abort(new KernelDiedError("the kernel process has exited"));
       });
-    check();
     const watch = setInterval(check, PROCESS_POLL_MS);
     try {
       return await client.execute(code, { ...options, signal: death.signal });

@@ -181,8 +181,10 @@ export class KernelClient {
         grace.catch(() => undefined);
         await Promise.race([finished.promise, grace, death]);
         const result = collector.result(elapsed(started), options.timeoutMs);
-        if (!collector.done)
+        // A reply means the code ended; only a missing `idle` (a lost iopub message) is not stuckness.
+        if (!collector.done && !collector.replied) {
           throw new KernelStuckError("the kernel did not come back from an interrupt", result);
+        }
         return result;
       } finally {
         this.iopubHandlers.delete(msgId);

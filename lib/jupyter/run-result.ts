@@ -52,7 +52,7 @@ export class RunCollector {
   private error: RunError | null = null;
   private executionCount: number | null = null;
   private idle = false;
-  private replied = false;
+  private replied_ = false;
   private clearPending = false;
   private bytes = 0;
   /** No more output fits; reset by a clear, which gives the room back. */
@@ -64,7 +64,12 @@ export class RunCollector {
 
   /** True once both the reply (shell) and `status: idle` (iopub) have arrived, in either order. */
   get done(): boolean {
-    return this.idle && this.replied;
+    return this.idle && this.replied_;
+  }
+
+  /** True once the `execute_reply` has arrived: the code has finished, whatever iopub still owes. */
+  get replied(): boolean {
+    return this.replied_;
   }
 
   /** True once the kernel has said it is idle again for this request. */
@@ -106,7 +111,7 @@ export class RunCollector {
 
   /** Takes the shell `execute_reply` of this request. */
   onReply(message: JupyterMessage): void {
-    this.replied = true;
+    this.replied_ = true;
     const content = message.content;
     if (typeof content.execution_count === "number") this.executionCount = content.execution_count;
     if (content.status === "error" && this.error === null) this.error = toRunError(content);

@@ -146,6 +146,19 @@ export function describeBackendBehaviour(
       }
     });
 
+    describe("odd messages from the kernel", () => {
+      it("survives a cell that sends a display message with unusual content", async () => {
+        const code = "print('a')\nfrom IPython.display import clear_output\nclear_output(wait=1)\nprint('b')";
+
+        const res = await api.run(kernel, code);
+
+        assert.equal(res.status, 200, res.text);
+        assert.equal(res.body.status, "ok");
+        assert.match(String(res.body.data.at(-1)?.["text/plain"]), /b\n$/);
+        assert.equal(await api.eval(kernel, "6 * 7"), "42");
+      });
+    });
+
     describe("rich output", () => {
       it("shows a pandas DataFrame as text/html with text/plain beside it", async () => {
         const res = await api.run(

@@ -442,6 +442,7 @@ describe("gateway backend against a real Enterprise Gateway: errors and what we 
         name: "python3",
         kernel_id: id,
         env: {
+          KERNEL_LAUNCH_TIMEOUT: "60",
           TEAM: "ops",
           PROJECT: "p",
           KERNEL_ID: id,

@@ -53,6 +53,26 @@ function secretsStub(answer: () => Promise<{ SecretString?: string }>) {
 
 describe("gateway backend", () => {
   describe("kernelUsername", () => {
+    it("keeps `<username>-<uuid>` a valid Kubernetes name of at most 63 characters, starting with a letter", () => {
+      // Prepare
+      const owners = [
+        "0b1c2d3e-4f50-4a61-8b72-93a4b5c6d7e8",
+        "arn:aws:sts::123456789012:assumed-role/AgentRole/session-name-that-is-long",
+        "42",
+        "Alice",
+        "---",
+      ];
+
+      for (const owner of owners) {
+        // Act
+        const name = `${kernelUsername(owner)}-0b1c2d3e-4f50-4a61-8b72-93a4b5c6d7e8`;
+
+        // Assess
+        assert.ok(name.length <= 63, `${name} is ${name.length} long`);
+        assert.match(name, /^[a-z]([-a-z0-9]*[a-z0-9])?$/);
+      }
+    });
+
     const owners = [
       "alice",
       "Alice@Example.COM",
@@ -151,17 +171,17 @@ describe("gateway backend", () => {
       assertNoTraceback(error);
     });
 
-    it("turns a 403 into CapacityError with a retry delay", () => {
+    it("turns a 403 on an existing kernel into BackendError, not capacity (only a start's 403 is a limit)", () => {
       // Act
       const error = translateGatewayError(
         responseError(403, "Forbidden", "Resource Limit"),
-        "start a kernel",
+        "interrupt a kernel",
       );
 
       // Assess
-      assert.ok(error instanceof CapacityError, String(error));
-      assert.equal(error.code, "CAPACITY");
-      assert.ok((error.retryAfterSeconds ?? 0) > 0);
+      assert.ok(error instanceof BackendError, String(error));
+      assert.equal(error.code, "BACKEND_ERROR");
+      assert.equal(error.expose, false);
       assertNoTraceback(error);
     });
 
