@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connectionAnnotation, KernelObjectSchema } from "../lib/backends/kernel-resource.ts";
@@ -6,7 +6,7 @@ import { loadConfig } from "../lib/config.ts";
 import { startLocalStack } from "../lib/dev/local-stack.ts";
 import { ensurePythonEnv, KERNEL_ENV } from "../lib/dev/python-env.ts";
 import { ConnectionInfoSchema } from "../lib/jupyter/connection.ts";
-import { TEST_IMAGE } from "../test/support/cluster.ts";
+import { TEST_IMAGE, writeKubeconfig } from "../test/support/cluster.ts";
 import { startKubernetesDouble } from "../test/support/k8s-double.ts";
 import { startKernelControllerDouble } from "../test/support/kernel-controller-double.ts";
 import { jsonClient } from "./http-client.ts";
@@ -21,17 +21,7 @@ const kube = await startKubernetesDouble({ token: "bench" });
 const controller = startKernelControllerDouble(kube);
 const stateDir = await mkdtemp(join(tmpdir(), "pybox-bench-cluster-"));
 const kubeconfig = join(stateDir, "kubeconfig.json");
-await writeFile(
-  kubeconfig,
-  JSON.stringify({
-    apiVersion: "v1",
-    kind: "Config",
-    clusters: [{ name: "double", cluster: { server: kube.url, "insecure-skip-tls-verify": true } }],
-    users: [{ name: "bench", user: { token: "bench" } }],
-    contexts: [{ name: "double", context: { cluster: "double", user: "bench" } }],
-    "current-context": "double",
-  }),
-);
+await writeKubeconfig(kubeconfig, kube.url, "bench");
 const stack = await startLocalStack(
   loadConfig({
     PORT: "0",

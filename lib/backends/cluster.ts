@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ApiException } from "@kubernetes/client-node";
 import { z } from "zod";
-import { deferred } from "../async.ts";
+import { deferred, within } from "../async.ts";
 import {
   BackendError,
   BackendUnavailableError,
@@ -90,7 +90,7 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
     });
     const { custom } = await this.options.clients();
     try {
-      await within(
+      await bounded(
         custom.createNamespacedCustomObject({ ...resource(namespace), body: manifest }),
         "create a kernel",
       );
@@ -178,7 +178,7 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
     const { custom } = await this.options.clients();
     try {
       return parseKernel(
-        await within(
+        await bounded(
           custom.getNamespacedCustomObject({ ...resource(this.options.namespace), name }),
           "read a kernel",
         ),
@@ -193,14 +193,14 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
     const { custom } = await this.options.clients();
     const namespace = this.options.namespace;
     try {
-      await within(custom.deleteNamespacedCustomObject({ ...resource(namespace), name }), "delete a kernel");
+      await bounded(custom.deleteNamespacedCustomObject({ ...resource(namespace), name }), "delete a kernel");
       return;
     } catch (error) {
       if (!(error instanceof ApiException && error.code === 404))
         throw translateKubeError(error, "delete a kernel");
     }
     try {
-      const list = (await within(
+      const list = (await bounded(
         custom.listNamespacedCustomObject({
           ...resource(namespace),
           labelSelector: `${KERNEL_ID_LABEL}=${id}`,
@@ -270,7 +270,7 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
     const outcome = deferred<KernelObject | undefined>();
     let latest: KernelObject | undefined;
     const path = `/apis/${KERNEL_RESOURCE.group}/${KERNEL_RESOURCE.version}/namespaces/${this.options.namespace}/${KERNEL_RESOURCE.plural}`;
-    const controller = await within(
+    const controller = await bounded(
       watch.watch(
         path,
         {
@@ -315,18 +315,12 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
 }
 
 /** One Kubernetes API call, bounded: client-node sets no timeout of its own. */
-async function within<T>(call: Promise<T>, doing: string, ms = KUBE_REQUEST_TIMEOUT_MS): Promise<T> {
-  const timer = new AbortController();
-  try {
-    return await Promise.race([
-      call,
-      sleep(ms, undefined, { signal: timer.signal }).then(() => {
-        throw new BackendUnavailableError(`the Kubernetes API did not answer in time to ${doing}`);
-      }),
-    ]);
-  } finally {
-    timer.abort();
-  }
+function bounded<T>(call: Promise<T>, doing: string, ms = KUBE_REQUEST_TIMEOUT_MS): Promise<T> {
+  return within(
+    call,
+    ms,
+    () => new BackendUnavailableError(`the Kubernetes API did not answer in time to ${doing}`),
+  );
 }
 
 function resource(namespace: string) {

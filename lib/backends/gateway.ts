@@ -4,7 +4,7 @@ import type { KernelMessage } from "@jupyterlab/services";
 import { KernelConnection } from "@jupyterlab/services";
 import type { IKernelConnection } from "@jupyterlab/services/lib/kernel/kernel.js";
 import { z } from "zod";
-import { deferred } from "../async.ts";
+import { deferred, within } from "../async.ts";
 import { BackendUnavailableError, KernelDiedError, KernelStuckError } from "../errors.ts";
 import type { JupyterMessage } from "../jupyter/messages.ts";
 import { executeContent } from "../jupyter/messages.ts";
@@ -255,35 +255,23 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
 
   /** Waits for the websocket and the kernel's info reply (its readiness handshake), bounded. */
   private async ready(connection: IKernelConnection, deadline: number): Promise<void> {
-    const timer = new AbortController();
-    try {
-      await Promise.race([
-        connection.info,
-        sleep(Math.max(0, deadline - Date.now()), undefined, { signal: timer.signal }).then(() => {
-          throw new BackendUnavailableError("the gateway kernel did not become ready in time");
-        }),
-      ]);
-    } finally {
-      timer.abort();
-    }
+    await within(
+      connection.info,
+      deadline - Date.now(),
+      () => new BackendUnavailableError("the gateway kernel did not become ready in time"),
+    );
   }
 
   /** Runs bookkeeping code of ours (not the caller's), silently. */
   private async execute(connection: IKernelConnection, code: string, timeoutMs: number): Promise<void> {
     const future = connection.requestExecute({ code, silent: true, store_history: false }, true);
-    const timer = new AbortController();
-    try {
-      const reply = (await Promise.race([
-        future.done,
-        sleep(timeoutMs, undefined, { signal: timer.signal }).then(() => {
-          throw new BackendUnavailableError("the gateway kernel did not answer in time");
-        }),
-      ])) as KernelMessage.IExecuteReplyMsg;
-      if (reply.content.status !== "ok")
-        throw new BackendUnavailableError("the gateway kernel failed its set-up");
-    } finally {
-      timer.abort();
-    }
+    const reply = (await within(
+      future.done,
+      timeoutMs,
+      () => new BackendUnavailableError("the gateway kernel did not answer in time"),
+    )) as KernelMessage.IExecuteReplyMsg;
+    if (reply.content.status !== "ok")
+      throw new BackendUnavailableError("the gateway kernel failed its set-up");
   }
 }
 
@@ -296,16 +284,13 @@ async function connected(connection: IKernelConnection, deadline: number): Promi
     if (status === "disconnected") opened.reject(new BackendUnavailableError("the gateway websocket closed"));
   };
   connection.connectionStatusChanged.connect(onChange);
-  const timer = new AbortController();
   try {
-    await Promise.race([
+    await within(
       opened.promise,
-      sleep(Math.max(0, deadline - Date.now()), undefined, { signal: timer.signal }).then(() => {
-        throw new BackendUnavailableError("the gateway websocket did not open in time");
-      }),
-    ]);
+      deadline - Date.now(),
+      () => new BackendUnavailableError("the gateway websocket did not open in time"),
+    );
   } finally {
-    timer.abort();
     connection.connectionStatusChanged.disconnect(onChange);
   }
 }

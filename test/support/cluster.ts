@@ -12,6 +12,21 @@ import { type LocalApi, startLocalApi } from "./local-api.ts";
 /** The image the operator configures; the controller double runs a local ipykernel whatever it says. */
 export const TEST_IMAGE = "registry.example/pybox/kernel:test";
 
+/** A kubeconfig for the API double, as an operator would hand one to the functions. */
+export async function writeKubeconfig(file: string, server: string, token: string): Promise<void> {
+  await writeFile(
+    file,
+    JSON.stringify({
+      apiVersion: "v1",
+      kind: "Config",
+      clusters: [{ name: "double", cluster: { server, "insecure-skip-tls-verify": true } }],
+      users: [{ name: "pybox", user: { token } }],
+      contexts: [{ name: "double", context: { cluster: "double", user: "pybox" } }],
+      "current-context": "double",
+    }),
+  );
+}
+
 /** The Kubernetes API double, the controller double, and our API on the cluster backend. */
 export interface ClusterHarness {
   kube: KubernetesDouble;
@@ -33,17 +48,7 @@ export async function startClusterHarness(
   const controller = startKernelControllerDouble(kube, options.controller);
   const dir = await mkdtemp(join(tmpdir(), "pybox-kube-"));
   const kubeconfig = join(dir, "kubeconfig.json");
-  await writeFile(
-    kubeconfig,
-    JSON.stringify({
-      apiVersion: "v1",
-      kind: "Config",
-      clusters: [{ name: "double", cluster: { server: kube.url, "insecure-skip-tls-verify": true } }],
-      users: [{ name: "pybox", user: { token } }],
-      contexts: [{ name: "double", context: { cluster: "double", user: "pybox", namespace: "kernels" } }],
-      "current-context": "double",
-    }),
-  );
+  await writeKubeconfig(kubeconfig, kube.url, token);
   let server: LocalApi;
   try {
     server = await startLocalApi({
