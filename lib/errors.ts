@@ -125,6 +125,15 @@ export class BackendError extends PyboxError {
   override readonly expose = false;
 }
 
+/**
+ * The backend refused our credentials (a rotated token or kubeconfig): a 502 for the caller, and
+ * the signal for the backend to read its credentials afresh before the next call.
+ */
+export class CredentialsRejectedError extends PyboxError {
+  readonly code = "BACKEND_ERROR";
+  override readonly expose = false;
+}
+
 /** DynamoDB could not be reached or kept throttling after retries. */
 export class StoreUnavailableError extends PyboxError {
   readonly code = "STORE_UNAVAILABLE";

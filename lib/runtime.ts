@@ -1,4 +1,5 @@
 import { ClusterBackend } from "./backends/cluster.ts";
+import { refreshingCredentials } from "./backends/credential-refresh.ts";
 import { GatewayBackend } from "./backends/gateway.ts";
 import { type GatewaySettings, gatewaySettings } from "./backends/gateway-api.ts";
 import { gatewayTokenLoader } from "./backends/gateway-token.ts";
@@ -20,9 +21,9 @@ export function createBackend(config: Config): Backend {
     case "gateway": {
       const gateway = config.gateway;
       if (!gateway) throw new ConfigError("PYBOX_GATEWAY_URL is required for the gateway backend");
-      const token = gatewayTokenLoader(gateway);
+      let token = gatewayTokenLoader(gateway);
       let settings: Promise<GatewaySettings> | undefined;
-      return new GatewayBackend({
+      const backend = new GatewayBackend({
         settings: () => {
           settings ??= token().then((t) => gatewaySettings(gateway.url, t, gateway.requestTimeoutMs));
           settings.catch(() => {
@@ -33,6 +34,10 @@ export function createBackend(config: Config): Backend {
         kernelName: gateway.kernelName,
         startTimeoutMs: config.startTimeoutMs,
       });
+      return refreshingCredentials(backend, () => {
+        token = gatewayTokenLoader(gateway);
+        settings = undefined;
+      });
     }
     case "cluster": {
       const cluster = config.cluster;
@@ -40,13 +45,17 @@ export function createBackend(config: Config): Backend {
       // Checked at cold start, not on every kernel start.
       parseVolumeList("KERNEL_VOLUMES", config.operatorEnv.KERNEL_VOLUMES);
       parseVolumeList("KERNEL_VOLUME_MOUNTS", config.operatorEnv.KERNEL_VOLUME_MOUNTS);
-      return new ClusterBackend({
-        clients: kubeClientsLoader(cluster.auth),
+      let clients = kubeClientsLoader(cluster.auth);
+      const backend = new ClusterBackend({
+        clients: () => clients(),
         namespace: cluster.namespace,
         image: cluster.image,
         idleTimeoutSeconds: cluster.idleTimeoutSeconds,
         cullingIntervalSeconds: cluster.cullingIntervalSeconds,
         startTimeoutMs: config.startTimeoutMs,
+      });
+      return refreshingCredentials(backend, () => {
+        clients = kubeClientsLoader(cluster.auth);
       });
     }
   }

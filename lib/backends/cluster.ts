@@ -7,6 +7,7 @@ import {
   BackendError,
   BackendUnavailableError,
   CapacityError,
+  CredentialsRejectedError,
   KernelDiedError,
   KernelLaunchError,
   PyboxError,
@@ -366,7 +367,7 @@ export function translateKubeError(error: unknown, doing: string): PyboxError {
       return new BackendError(`the Kubernetes API refused to ${doing} (HTTP 403)`, { cause: error });
     }
     if (code === 401)
-      return new BackendError("the Kubernetes API rejected our credentials", { cause: error });
+      return new CredentialsRejectedError("the Kubernetes API rejected our credentials", { cause: error });
     if (code === 404) return new KernelDiedError("the kernel resource is gone", { cause: error });
     if (code >= 500 || code === 429) {
       return new BackendUnavailableError(`the Kubernetes API could not ${doing} (HTTP ${code})`, {

@@ -6,6 +6,7 @@ import {
   BackendError,
   BackendUnavailableError,
   CapacityError,
+  CredentialsRejectedError,
   KernelDiedError,
   PyboxError,
 } from "../errors.ts";
@@ -180,7 +181,7 @@ export function translateGatewayError(error: unknown, doing: string): PyboxError
 
 function translateStatus(status: number, doing: string, cause?: unknown): PyboxError {
   if (status === 404) return new KernelDiedError("the gateway no longer has this kernel", { cause });
-  if (status === 401) return new BackendError("the gateway rejected our credentials", { cause });
+  if (status === 401) return new CredentialsRejectedError("the gateway rejected our credentials", { cause });
   if (status === 403) return new BackendError(`the gateway refused to ${doing} (HTTP 403)`, { cause });
   if (status === 502 || status === 503 || status === 504) {
     return new BackendUnavailableError(`the gateway could not ${doing} (HTTP ${status})`, { cause });

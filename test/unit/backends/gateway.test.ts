@@ -11,6 +11,7 @@ import {
   BackendUnavailableError,
   CapacityError,
   ConfigError,
+  CredentialsRejectedError,
   KernelDiedError,
   NotFoundError,
   type PyboxError,
@@ -157,7 +158,7 @@ describe("gateway backend", () => {
       assertNoTraceback(error);
     });
 
-    it("turns a 401 into BackendError saying the gateway rejected our credentials", () => {
+    it("turns a 401 into CredentialsRejectedError (a 502) saying the gateway rejected our credentials", () => {
       // Act
       const error = translateGatewayError(
         responseError(401, "Unauthorized", "Invalid auth token"),
@@ -165,7 +166,7 @@ describe("gateway backend", () => {
       );
 
       // Assess
-      assert.ok(error instanceof BackendError, String(error));
+      assert.ok(error instanceof CredentialsRejectedError, String(error));
       assert.equal(error.code, "BACKEND_ERROR");
       assert.match(error.message, /rejected our credentials/);
       assertNoTraceback(error);

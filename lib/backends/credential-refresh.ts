@@ -1,0 +1,30 @@
+import { CredentialsRejectedError } from "../errors.ts";
+import type { Backend, KernelRef } from "./port.ts";
+
+/**
+ * The same backend, except that a call its peer refused for our credentials (a token or kubeconfig
+ * rotated in Secrets Manager) makes the next call read them afresh, instead of failing until the
+ * container is replaced. The refused call itself still fails (502).
+ */
+export function refreshingCredentials<R extends KernelRef>(
+  backend: Backend<R>,
+  reload: () => void,
+): Backend<R> {
+  const guard = async <T>(call: () => Promise<T>): Promise<T> => {
+    try {
+      return await call();
+    } catch (error) {
+      if (error instanceof CredentialsRejectedError) reload();
+      throw error;
+    }
+  };
+  return {
+    name: backend.name,
+    parseRef: (value) => backend.parseRef(value),
+    start: (spec) => guard(() => backend.start(spec)),
+    run: (ref, code, options) => guard(() => backend.run(ref, code, options)),
+    interrupt: (ref) => guard(() => backend.interrupt(ref)),
+    isAlive: (ref) => guard(() => backend.isAlive(ref)),
+    stop: (ref) => guard(() => backend.stop(ref)),
+  };
+}

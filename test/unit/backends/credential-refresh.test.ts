@@ -1,0 +1,72 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { refreshingCredentials } from "../../../lib/backends/credential-refresh.ts";
+import type { Backend, KernelRef } from "../../../lib/backends/port.ts";
+import { BackendUnavailableError, CredentialsRejectedError } from "../../../lib/errors.ts";
+
+/** A backend whose every call fails with `error` (or succeeds when it is undefined). */
+function failingBackend(error: Error | undefined): Backend {
+  const answer = async <T>(value: T): Promise<T> => {
+    if (error) throw error;
+    return value;
+  };
+  const ref: KernelRef = { backend: "gateway" };
+  return {
+    name: "gateway",
+    parseRef: () => ref,
+    start: () => answer(ref),
+    run: () =>
+      answer({
+        status: "ok" as const,
+        data: [],
+        error: null,
+        executionCount: 1,
+        durationMs: 1,
+        truncated: false,
+      }),
+    interrupt: () => answer(undefined),
+    isAlive: () => answer(true),
+    stop: () => answer(undefined),
+  };
+}
+
+describe("credential-refresh", () => {
+  describe("refreshingCredentials", () => {
+    it("reloads credentials after a call the peer refused for them, and still fails that call", async () => {
+      // Prepare
+      let reloads = 0;
+      const backend = refreshingCredentials(
+        failingBackend(new CredentialsRejectedError("token rotated")),
+        () => {
+          reloads++;
+        },
+      );
+      const ref = backend.parseRef({});
+
+      // Act & assess
+      await assert.rejects(backend.start({ owner: "o", kernelId: "k", env: {} }), CredentialsRejectedError);
+      await assert.rejects(backend.isAlive(ref), CredentialsRejectedError);
+      await assert.rejects(backend.stop(ref), CredentialsRejectedError);
+      assert.equal(reloads, 3);
+    });
+
+    it("leaves credentials alone on other failures and on success", async () => {
+      // Prepare
+      let reloads = 0;
+      const reload = () => {
+        reloads++;
+      };
+      const failing = refreshingCredentials(failingBackend(new BackendUnavailableError("down")), reload);
+      const working = refreshingCredentials(failingBackend(undefined), reload);
+
+      // Act
+      await assert.rejects(failing.interrupt(failing.parseRef({})), BackendUnavailableError);
+      const alive = await working.isAlive(working.parseRef({}));
+
+      // Assess
+      assert.equal(alive, true);
+      assert.equal(reloads, 0);
+      assert.equal(working.name, "gateway");
+    });
+  });
+});
