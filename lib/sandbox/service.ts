@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { LRUCache } from "lru-cache";
 import type { Backend, KernelRef } from "../backends/port.ts";
+import type { Config } from "../config.ts";
 import {
   ConditionFailedError,
   CorruptRecordError,
@@ -45,19 +46,8 @@ export interface StartOutcome {
   kernel: KernelView;
 }
 
-/** The limits and waits the service applies; from `Config`. */
-export interface SandboxSettings {
-  operatorEnv: Record<string, string>;
-  startTimeoutMs: number;
-  run: {
-    defaultTimeoutMs: number;
-    maxTimeoutMs: number;
-    interruptGraceMs: number;
-    busyWaitMs: number;
-    maxCodeBytes: number;
-    maxOutputBytes: number;
-  };
-}
+/** The limits and waits the service applies: exactly these parts of `Config`. */
+export type SandboxSettings = Pick<Config, "operatorEnv" | "startTimeoutMs" | "run">;
 
 /** A kernel's ref as last read in this container, tagged with the incarnation it belongs to. */
 interface CachedRef {
@@ -303,7 +293,7 @@ export class SandboxService {
         ...(request.cwd === undefined ? {} : { cwd: request.cwd }),
       });
     } catch (error) {
-      await this.store.abandon(record).catch((cause) => logger.warn("start not abandoned", { cause }));
+      await this.store.delete(record).catch((cause) => logger.warn("start not abandoned", { cause }));
       throw error;
     }
     try {
@@ -315,7 +305,7 @@ export class SandboxService {
         .stop(ref)
         .catch((cause) => logger.warn("could not stop a superseded kernel", { cause }));
       if (!(error instanceof ConditionFailedError)) {
-        await this.store.abandon(record).catch((cause) => logger.warn("start not abandoned", { cause }));
+        await this.store.delete(record).catch((cause) => logger.warn("start not abandoned", { cause }));
         throw error;
       }
       if (!(await this.store.get(record.owner, record.kernelId))) {

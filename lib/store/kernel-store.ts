@@ -145,20 +145,6 @@ export class KernelStore {
     return toRecord(out.Attributes ?? {});
   }
 
-  /** Removes a start that failed, unless someone else has taken the record over. */
-  async abandon(record: KernelRecord): Promise<void> {
-    await this.send(() =>
-      this.client.send(
-        new DeleteCommand({
-          TableName: this.table,
-          Key: key(record.owner, record.kernelId),
-          ConditionExpression: "incarnation = :incarnation",
-          ExpressionAttributeValues: { ":incarnation": record.incarnation },
-        }),
-      ),
-    ).catch(ignoreConditionFailed);
-  }
-
   /**
    * Takes the run lease of a ready kernel and touches `lastActivityAt` in the same write, returning
    * the record. Fails when there is no such ready kernel or another run holds a live lease.
@@ -240,7 +226,10 @@ export class KernelStore {
     ).catch(ignoreConditionFailed);
   }
 
-  /** Deletes the record of exactly this incarnation, so a concurrent restart's record survives. */
+  /**
+   * Deletes the record of exactly this incarnation, so a concurrent restart's record survives; also
+   * how a failed start is abandoned.
+   */
   async delete(record: KernelRecord): Promise<void> {
     await this.send(() =>
       this.client.send(
