@@ -1,9 +1,9 @@
 import { httpHandler } from "../lib/http/handler.ts";
 import { json } from "../lib/http/responses.ts";
 import { KernelPathSchema } from "../lib/http/schemas.ts";
-import { getSandbox } from "../lib/runtime.ts";
+import { getRuntime } from "../lib/runtime.ts";
 
-const sandbox = getSandbox();
+const { sandbox } = await getRuntime();
 
 /** `GET /kernels/{kernelId}`: the caller's kernel record, liveness checked. */
 export const handler = httpHandler({

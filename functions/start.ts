@@ -2,9 +2,9 @@ import { getConfig } from "../lib/config.ts";
 import { httpHandler } from "../lib/http/handler.ts";
 import { json } from "../lib/http/responses.ts";
 import { StartBodySchema } from "../lib/http/schemas.ts";
-import { getSandbox } from "../lib/runtime.ts";
+import { getRuntime } from "../lib/runtime.ts";
 
-const sandbox = getSandbox();
+const { sandbox } = await getRuntime();
 
 /** `POST /kernels`: get-or-create the caller's kernel (201 made, 200 already running). */
 export const handler = httpHandler({

@@ -1,9 +1,9 @@
 import { httpHandler } from "../lib/http/handler.ts";
 import { json } from "../lib/http/responses.ts";
 import { KernelPathSchema } from "../lib/http/schemas.ts";
-import { getSandbox } from "../lib/runtime.ts";
+import { getRuntime } from "../lib/runtime.ts";
 
-const sandbox = getSandbox();
+const { sandbox } = await getRuntime();
 
 /** `DELETE /kernels/{kernelId}`: stop and forget the kernel; 204 also when it was already gone. */
 export const handler = httpHandler({

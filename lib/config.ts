@@ -56,6 +56,12 @@ const EnvSchema = z.object({
   PYBOX_MAX_CODE_BYTES: int(1, 6 * 1024 * 1024, 256 * 1024),
   PYBOX_MAX_OUTPUT_BYTES: int(1_024, 5 * 1024 * 1024, 4 * 1024 * 1024),
   PYBOX_RECORD_TTL_SECONDS: int(60, 365 * 24 * 3600, 7 * 24 * 3600),
+  PYBOX_QUEUE_URL: optionalText.pipe(z.url({ protocol: /^https?$/ }).optional()),
+  PYBOX_SQS_ENDPOINT: optionalText.pipe(z.url().optional()),
+  PYBOX_MAX_ASYNC_RUN_TIMEOUT_MS: int(100, 15 * 60_000, 14 * 60_000),
+  PYBOX_MAX_ASYNC_RESULT_BYTES: int(10_000, 350_000, 300_000),
+  PYBOX_RUN_RESULT_TTL_SECONDS: int(60, 30 * 24 * 3600, 24 * 3600),
+  PYBOX_IDLE_TIMEOUT_SECONDS: int(1, 30 * 24 * 3600, 3600),
   PORT: int(0, 65535, 8080),
 });
 
@@ -104,6 +110,22 @@ export interface Config {
     maxCodeBytes: number;
     maxOutputBytes: number;
   };
+  /** Queued runs (`POST /kernels/{id}/runs`): bounded by the consumer's timeout and DynamoDB's item size. */
+  asyncRun: {
+    maxTimeoutMs: number;
+    /** A stored result is cut to this many bytes of JSON (an item holds at most 400 KB). */
+    maxResultBytes: number;
+    resultTtlSeconds: number;
+  };
+  /** Where queued runs go; the URL is unset under `npm start`, which queues in-process. */
+  queue: {
+    url?: string;
+    endpoint?: string;
+    region?: string;
+    credentials?: { accessKeyId: string; secretAccessKey: string };
+  };
+  /** The reaper stops kernels unused for longer than this. */
+  idleTimeoutSeconds: number;
   startTimeoutMs: number;
   recordTtlSeconds: number;
   local: { python: string; stateDir: string };
@@ -157,6 +179,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxCodeBytes: e.PYBOX_MAX_CODE_BYTES,
       maxOutputBytes: e.PYBOX_MAX_OUTPUT_BYTES,
     },
+    asyncRun: {
+      maxTimeoutMs: e.PYBOX_MAX_ASYNC_RUN_TIMEOUT_MS,
+      maxResultBytes: e.PYBOX_MAX_ASYNC_RESULT_BYTES,
+      resultTtlSeconds: e.PYBOX_RUN_RESULT_TTL_SECONDS,
+    },
+    queue: {
+      ...(e.PYBOX_QUEUE_URL ? { url: e.PYBOX_QUEUE_URL } : {}),
+      ...(e.PYBOX_SQS_ENDPOINT ? { endpoint: e.PYBOX_SQS_ENDPOINT } : {}),
+      ...(e.AWS_REGION ? { region: e.AWS_REGION } : {}),
+    },
+    idleTimeoutSeconds: e.PYBOX_IDLE_TIMEOUT_SECONDS,
     startTimeoutMs: e.PYBOX_START_TIMEOUT_MS,
     recordTtlSeconds: e.PYBOX_RECORD_TTL_SECONDS,
     local: { python: resolve(e.PYBOX_PYTHON ?? join(PROJECT_ROOT, ".venv", "bin", "python")), stateDir },

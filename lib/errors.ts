@@ -16,12 +16,14 @@ export type ErrorCode =
   | "KERNEL_DEAD"
   | "KERNEL_STARTING"
   | "KERNEL_STOPPED"
+  | "RUN_CONFLICT"
   | "PAYLOAD_TOO_LARGE"
   | "CAPACITY"
   | "BACKEND_UNAVAILABLE"
   | "KERNEL_LAUNCH_FAILED"
   | "BACKEND_ERROR"
   | "STORE_UNAVAILABLE"
+  | "QUEUE_UNAVAILABLE"
   | "INTERNAL";
 
 interface ErrorOptions {
@@ -138,6 +140,32 @@ export class CredentialsRejectedError extends PyboxError {
 export class StoreUnavailableError extends PyboxError {
   readonly code = "STORE_UNAVAILABLE";
   override readonly expose = false;
+}
+
+/** SQS refused or could not be reached when a run was queued; nothing was queued. */
+export class QueueUnavailableError extends PyboxError {
+  readonly code = "QUEUE_UNAVAILABLE";
+  override readonly expose = false;
+}
+
+/** A `runId` given again with different code: a retried POST must repeat the first one exactly. */
+export class RunConflictError extends PyboxError {
+  readonly code = "RUN_CONFLICT";
+}
+
+/**
+ * Internal to the queue consumer: the message could not be handled yet (the kernel is busy with
+ * another run, still starting, or a peer asked us to back off) and nothing of it ran; it goes
+ * back on the queue to be tried after `retryAfterSeconds`.
+ */
+export class RetryLaterError extends PyboxError {
+  readonly code = "INTERNAL";
+  override readonly expose = false;
+}
+
+/** A queue message that is not one of ours: retrying cannot help, it belongs in the dead-letter queue. */
+export class PoisonMessageError extends PyboxError {
+  readonly code = "INVALID_REQUEST";
 }
 
 /** Configuration is missing or invalid: fails the cold start, never a request. */

@@ -1,80 +1,96 @@
-import { ClusterBackend } from "./backends/cluster.ts";
-import { refreshingCredentials } from "./backends/credential-refresh.ts";
-import { GatewayBackend } from "./backends/gateway.ts";
-import { type GatewaySettings, gatewaySettings } from "./backends/gateway-api.ts";
-import { gatewayTokenLoader } from "./backends/gateway-token.ts";
-import { parseVolumeList } from "./backends/kernel-resource.ts";
-import { kubeClientsLoader } from "./backends/kube-auth.ts";
-import { LocalBackend } from "./backends/local.ts";
+import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { Backend } from "./backends/port.ts";
 import { type Config, getConfig } from "./config.ts";
 import { ConfigError } from "./errors.ts";
+import type { RunQueue } from "./queue/port.ts";
+import { AsyncRuns } from "./sandbox/async-runs.ts";
 import { SandboxService } from "./sandbox/service.ts";
-import { createDocumentClient } from "./store/dynamodb.ts";
+import { createDocumentClient, createDynamoClient } from "./store/dynamodb.ts";
 import { KernelStore } from "./store/kernel-store.ts";
+import { RunStore } from "./store/run-store.ts";
 
-/** The backend the configuration names. */
-export function createBackend(config: Config): Backend {
-  switch (config.backend) {
-    case "local":
-      return new LocalBackend({ ...config.local, startTimeoutMs: config.startTimeoutMs });
-    case "gateway": {
-      const gateway = config.gateway;
-      if (!gateway) throw new ConfigError("PYBOX_GATEWAY_URL is required for the gateway backend");
-      let token = gatewayTokenLoader(gateway);
-      let settings: Promise<GatewaySettings> | undefined;
-      const backend = new GatewayBackend({
-        settings: () => {
-          settings ??= token().then((t) => gatewaySettings(gateway.url, t, gateway.requestTimeoutMs));
-          settings.catch(() => {
-            settings = undefined;
-          });
-          return settings;
-        },
-        kernelName: gateway.kernelName,
-        startTimeoutMs: config.startTimeoutMs,
-      });
-      return refreshingCredentials(backend, () => {
-        token = gatewayTokenLoader(gateway);
-        settings = undefined;
-      });
-    }
-    case "cluster": {
-      const cluster = config.cluster;
-      if (!cluster) throw new ConfigError("the cluster backend is not configured");
-      // Checked at cold start, not on every kernel start.
-      parseVolumeList("KERNEL_VOLUMES", config.operatorEnv.KERNEL_VOLUMES);
-      parseVolumeList("KERNEL_VOLUME_MOUNTS", config.operatorEnv.KERNEL_VOLUME_MOUNTS);
-      let clients = kubeClientsLoader(cluster.auth);
-      const backend = new ClusterBackend({
-        clients: () => clients(),
-        namespace: cluster.namespace,
-        image: cluster.image,
-        idleTimeoutSeconds: cluster.idleTimeoutSeconds,
-        cullingIntervalSeconds: cluster.cullingIntervalSeconds,
-        startTimeoutMs: config.startTimeoutMs,
-      });
-      return refreshingCredentials(backend, () => {
-        clients = kubeClientsLoader(cluster.auth);
-      });
-    }
+/**
+ * The backend the configuration names. Each backend is imported only when chosen, and the bundler
+ * replaces `process.env.PYBOX_BUNDLED_BACKEND` with the deployed backend (see `infra/bundling.ts`),
+ * so a Lambda bundle carries the code of that backend alone. Unbundled (tests, `npm start`) it is
+ * undefined and every backend is available.
+ */
+export async function createBackend(config: Config): Promise<Backend> {
+  if (
+    config.backend === "local" &&
+    (process.env.PYBOX_BUNDLED_BACKEND === undefined || process.env.PYBOX_BUNDLED_BACKEND === "local")
+  ) {
+    const { LocalBackend } = await import("./backends/local.ts");
+    return new LocalBackend({ ...config.local, startTimeoutMs: config.startTimeoutMs });
   }
+  if (
+    config.backend === "gateway" &&
+    (process.env.PYBOX_BUNDLED_BACKEND === undefined || process.env.PYBOX_BUNDLED_BACKEND === "gateway")
+  ) {
+    const { gatewayBackendFrom } = await import("./backends/gateway-from-config.ts");
+    return gatewayBackendFrom(config);
+  }
+  if (
+    config.backend === "cluster" &&
+    (process.env.PYBOX_BUNDLED_BACKEND === undefined || process.env.PYBOX_BUNDLED_BACKEND === "cluster")
+  ) {
+    const { clusterBackendFrom } = await import("./backends/cluster-from-config.ts");
+    return clusterBackendFrom(config);
+  }
+  throw new ConfigError(`PYBOX_BACKEND=${config.backend}, but this bundle was built for another backend`);
 }
 
-/** Wires config, store and backend into the service; exported for tests and the dev server. */
-export function createSandbox(config: Config): SandboxService {
-  const store = new KernelStore(createDocumentClient(config.dynamodb), config.table, config.recordTtlSeconds);
-  return new SandboxService(store, createBackend(config), {
-    operatorEnv: config.operatorEnv,
-    startTimeoutMs: config.startTimeoutMs,
-    run: config.run,
+/** Everything one container serves with: the kernel service and the async-run service. */
+export interface Runtime {
+  sandbox: SandboxService;
+  runs: AsyncRuns;
+  /** Where queued runs go: SQS, or the dev server's in-process queue. */
+  queue: RunQueue;
+  /** The one DynamoDB client, shared with Powertools idempotency in the queue consumer. */
+  dynamo: DynamoDBClient;
+}
+
+/** Wires config, stores, backend and queue; exported for tests and the dev server. */
+export async function createRuntime(config: Config, queue?: RunQueue): Promise<Runtime> {
+  const dynamo = createDynamoClient(config.dynamodb);
+  const documents = createDocumentClient(dynamo);
+  const kernels = new KernelStore(documents, config.table, config.recordTtlSeconds);
+  const sandbox = new SandboxService(kernels, await createBackend(config), config);
+  const results = new RunStore(documents, config.table, config.asyncRun.resultTtlSeconds);
+  const runQueue = queue ?? lazySqsQueue(config);
+  const runs = new AsyncRuns(results, kernels, sandbox, runQueue, config);
+  return { sandbox, runs, queue: runQueue, dynamo };
+}
+
+let runtime: Promise<Runtime> | undefined;
+let queueOverride: RunQueue | undefined;
+
+/**
+ * The runtime of this container, built on first use (cold start) and reused by every invocation.
+ * A failed build is not kept, so the next invocation tries again.
+ */
+export function getRuntime(): Promise<Runtime> {
+  runtime ??= createRuntime(getConfig(), queueOverride);
+  runtime.catch(() => {
+    runtime = undefined;
   });
+  return runtime;
 }
 
-let sandbox: SandboxService | undefined;
+/** Puts the dev server's in-process queue in place of SQS; called before any handler runs. */
+export function setRunQueue(queue: RunQueue): void {
+  queueOverride = queue;
+}
 
-/** The service of this container, built on first use (cold start) and reused by every invocation. */
-export function getSandbox(): SandboxService {
-  sandbox ??= createSandbox(getConfig());
-  return sandbox;
+/** SQS, loaded on the first queue call: functions that never enqueue never pay for its client. */
+function lazySqsQueue(config: Config): RunQueue {
+  let loaded: Promise<RunQueue> | undefined;
+  const load = () => {
+    loaded ??= import("./queue/sqs.ts").then(({ SqsRunQueue }) => new SqsRunQueue(config.queue));
+    return loaded;
+  };
+  return {
+    send: async (message, deduplicationId) => (await load()).send(message, deduplicationId),
+    retryLater: async (receiptHandle, delaySeconds) => (await load()).retryLater(receiptHandle, delaySeconds),
+  };
 }

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { closeSync, constants, openSync } from "node:fs";
-import { access, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { access, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
@@ -10,7 +10,7 @@ import { KernelClient } from "../jupyter/client.ts";
 import { type ConnectionInfo, ConnectionInfoSchema, hasAllPorts } from "../jupyter/connection.ts";
 import type { RunResult } from "../jupyter/run-result.ts";
 import { logger } from "../logger.ts";
-import type { Backend, RunOptions, StartSpec } from "./port.ts";
+import type { Backend, KernelInventory, RunOptions, StartSpec } from "./port.ts";
 import { isRunning, readProcess, signalGroup } from "./process.ts";
 
 const LocalRefSchema = z.object({
@@ -36,6 +36,9 @@ export interface LocalBackendOptions {
   startTimeoutMs: number;
 }
 
+/** The kernel's own ref, beside its connection file (see `inventory`). */
+const REF_FILE = "ref.json";
+
 const PROCESS_POLL_MS = 200;
 const EXIT_GRACE_MS = 500;
 const PING_ATTEMPTS = 3;
@@ -49,6 +52,24 @@ export class LocalBackend implements Backend<LocalKernelRef> {
   readonly name = "local";
 
   constructor(private readonly options: LocalBackendOptions) {}
+
+  /** Each kernel's ref is also kept in its runtime folder, so kernels can be found without records. */
+  readonly inventory: KernelInventory<LocalKernelRef> = {
+    list: async () => {
+      const root = join(this.options.stateDir, "kernels");
+      const names = await readdir(root).catch(() => []);
+      const kernels: Array<{ ref: LocalKernelRef; startedAt: number }> = [];
+      for (const name of names) {
+        const file = join(root, name, REF_FILE);
+        const parsed = LocalRefSchema.safeParse(await readJson(file));
+        if (!parsed.success) continue;
+        const info = await stat(file).catch(() => undefined);
+        if (info) kernels.push({ ref: parsed.data, startedAt: info.mtimeMs });
+      }
+      return kernels;
+    },
+    keyOf: (ref) => ref.id,
+  };
 
   parseRef(value: unknown): LocalKernelRef {
     return LocalRefSchema.parse(value);
@@ -102,6 +123,7 @@ export class LocalBackend implements Backend<LocalKernelRef> {
     } finally {
       client.close();
     }
+    await writeFile(join(runtimeDir, REF_FILE), JSON.stringify(ref), { mode: 0o600 });
     logger.info("local kernel started", { kernel: id, pid });
     return ref;
   }

@@ -49,4 +49,18 @@ export interface Backend<R extends KernelRef = KernelRef> {
   isAlive(ref: R): Promise<boolean>;
   /** Idempotent: a kernel that is gone already is success. */
   stop(ref: R): Promise<void>;
+  /**
+   * The kernels this backend is running, so the reaper can stop those no record points at (a crash
+   * between starting a kernel and recording it). Left out by backends whose peer can list kernels
+   * of other deployments too, or culls idle kernels itself.
+   */
+  readonly inventory?: KernelInventory<R>;
+}
+
+/** A backend's own list of its kernels, for finding orphans. */
+export interface KernelInventory<R extends KernelRef = KernelRef> {
+  /** Every kernel with the epoch ms it was started at. */
+  list(): Promise<Array<{ ref: R; startedAt: number }>>;
+  /** A stable identity of a kernel, equal for a ref and its stored copy. */
+  keyOf(ref: R): string;
 }

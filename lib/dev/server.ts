@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from "aws-lambda";
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda";
 import {
   MethodNotAllowedError,
   NotFoundError,
@@ -13,6 +13,10 @@ import {
 import { errorResponse } from "../http/error-handler.ts";
 import type { HttpLambda } from "../http/handler.ts";
 import { ROUTES, type RouteFunction } from "../http/routes.ts";
+import { lambdaContext } from "./lambda-context.ts";
+
+/** Time an HTTP invocation gets locally: Lambda's longest, so long synchronous runs can be tried. */
+const HTTP_TIMEOUT_MS = 15 * 60_000;
 
 /** API Gateway's own cap on a request payload. */
 const MAX_REQUEST_BYTES = 10 * 1024 * 1024;
@@ -85,7 +89,10 @@ async function serve(
   }
   const body = await readBody(req);
   const event = toEvent(req, url, hit.route, pathParameters(hit.route, hit.match), body);
-  const response = await handlers[hit.route.function](event, lambdaContext(hit.route.function));
+  const response = await handlers[hit.route.function](
+    event,
+    lambdaContext(hit.route.function, HTTP_TIMEOUT_MS),
+  );
   send(res, response);
 }
 
@@ -187,22 +194,4 @@ function send(res: ServerResponse, response: APIGatewayProxyStructuredResultV2):
   res.writeHead(response.statusCode ?? 200, headers);
   const body = response.body ?? "";
   res.end(response.isBase64Encoded ? Buffer.from(body, "base64") : body);
-}
-
-function lambdaContext(functionName: string): Context {
-  const deadline = Date.now() + 15 * 60_000;
-  return {
-    callbackWaitsForEmptyEventLoop: false,
-    functionName: `pybox-${functionName}`,
-    functionVersion: "$LATEST",
-    invokedFunctionArn: `arn:aws:lambda:local:000000000000:function:pybox-${functionName}`,
-    memoryLimitInMB: "1024",
-    awsRequestId: randomUUID(),
-    logGroupName: `/aws/lambda/pybox-${functionName}`,
-    logStreamName: "local",
-    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
-    done: () => undefined,
-    fail: () => undefined,
-    succeed: () => undefined,
-  };
 }

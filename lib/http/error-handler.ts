@@ -14,10 +14,12 @@ export const STATUS_BY_CODE: Record<ErrorCode, number> = {
   KERNEL_DEAD: 409,
   KERNEL_STARTING: 409,
   KERNEL_STOPPED: 409,
+  RUN_CONFLICT: 409,
   PAYLOAD_TOO_LARGE: 413,
   CAPACITY: 429,
   STORE_UNAVAILABLE: 503,
   BACKEND_UNAVAILABLE: 503,
+  QUEUE_UNAVAILABLE: 503,
   KERNEL_LAUNCH_FAILED: 503,
   BACKEND_ERROR: 502,
   INTERNAL: 500,
@@ -31,6 +33,7 @@ const HIDDEN_MESSAGES: Partial<Record<ErrorCode, string>> = {
   BACKEND_UNAVAILABLE: "the kernel backend is unavailable; try again shortly",
   BACKEND_ERROR: "the kernel backend answered in an unexpected way",
   STORE_UNAVAILABLE: "the kernel store is unavailable; try again shortly",
+  QUEUE_UNAVAILABLE: "the run queue is unavailable; nothing was queued; try again shortly",
   INTERNAL: "internal error",
 };
 

@@ -7,6 +7,8 @@ export const ROUTES = [
   { method: "GET", path: "/kernels/{kernelId}", function: "get" },
   { method: "DELETE", path: "/kernels/{kernelId}", function: "stop" },
   { method: "POST", path: "/kernels/{kernelId}/run", function: "run" },
+  { method: "POST", path: "/kernels/{kernelId}/runs", function: "enqueue" },
+  { method: "GET", path: "/kernels/{kernelId}/runs/{runId}", function: "result" },
 ] as const;
 
 /** One route of {@link ROUTES}. */

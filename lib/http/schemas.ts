@@ -17,7 +17,14 @@ export const KernelIdSchema = z
 /** Path parameters of `/kernels/{kernelId}…`. */
 export const KernelPathSchema = z.object({ kernelId: KernelIdSchema });
 
-const CallerEnvSchema = z
+/** A queued run's id: ours (a UUID) or the caller's own, to make a retried POST idempotent. */
+export const RunIdSchema = KernelIdSchema;
+
+/** Path parameters of `/kernels/{kernelId}/runs/{runId}`. */
+export const RunPathSchema = z.object({ kernelId: KernelIdSchema, runId: RunIdSchema });
+
+/** The caller's kernel variables: names and values checked, reserved names refused. */
+export const CallerEnvSchema = z
   .record(
     z.string().regex(CALLER_ENV_KEY, "is not a valid variable name"),
     z.string().max(MAX_CALLER_ENV_VALUE),
@@ -43,14 +50,16 @@ const CallerEnvSchema = z
     }
   });
 
+/** A kernel's working directory. */
+export const CwdSchema = z
+  .string()
+  .max(4_096)
+  .regex(/^\/[^\0]*$/, "must be an absolute path");
+
 /** `POST /kernels`: every field optional, unknown fields refused (a typo must not pass silently). */
 export const StartBodySchema = z.strictObject({
   kernelId: KernelIdSchema.optional(),
-  cwd: z
-    .string()
-    .max(4_096)
-    .regex(/^\/[^\0]*$/, "must be an absolute path")
-    .optional(),
+  cwd: CwdSchema.optional(),
   env: CallerEnvSchema.optional(),
 });
 
@@ -59,3 +68,9 @@ export const RunBodySchema = z.strictObject({
   code: z.string({ error: "code is required and must be a string" }),
   timeoutMs: z.number().int().min(1).max(3_600_000).optional(),
 });
+
+/**
+ * `POST /kernels/{kernelId}/runs`. A `runId` of the caller's own makes the POST safe to retry:
+ * the same id with the same code answers with the run already queued, never queues it twice.
+ */
+export const EnqueueBodySchema = RunBodySchema.extend({ runId: RunIdSchema.optional() });

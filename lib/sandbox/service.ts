@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { LRUCache } from "lru-cache";
-import type { Backend, KernelRef } from "../backends/port.ts";
+import type { Backend, KernelInventory, KernelRef } from "../backends/port.ts";
 import type { Config } from "../config.ts";
 import {
   ConditionFailedError,
@@ -44,6 +44,32 @@ export interface StartRequest {
 export interface StartOutcome {
   created: boolean;
   kernel: KernelView;
+}
+
+/** What one reaper pass did, by kind of clean-up. */
+export interface ReapReport {
+  /** Idle kernels stopped and forgotten. */
+  idle: number;
+  /** Kernels found dead and marked so. */
+  dead: number;
+  /** Dead kernels' records forgotten after the idle time. */
+  forgotten: number;
+  /** Starts that never finished, cleaned up. */
+  stalled: number;
+  /** Running kernels no record pointed at, stopped. */
+  orphans: number;
+}
+
+/** How one run is bounded, beyond the configured defaults. */
+export interface RunLimits {
+  /** The code's own timeout; the configured default when absent. */
+  timeoutMs?: number;
+  /** Epoch ms by which the invocation must have answered. */
+  deadline?: number;
+  /** Largest `timeoutMs` accepted: queued runs may take longer than synchronous ones. */
+  maxTimeoutMs?: number;
+  /** A tighter output cap than the configured one (a stored result must fit a DynamoDB item). */
+  maxOutputBytes?: number;
 }
 
 /** The limits and waits the service applies: exactly these parts of `Config`. */
@@ -126,20 +152,16 @@ export class SandboxService {
    * `deadline` (epoch ms) is when the invocation must have answered: waits and the code's own
    * timeout are cut to fit inside it, so the kernel is always interrupted before the caller gives up.
    */
-  async run(
-    owner: string,
-    kernelId: string,
-    code: string,
-    timeoutMs?: number,
-    deadline?: number,
-  ): Promise<RunResult> {
+  async run(owner: string, kernelId: string, code: string, limits: RunLimits = {}): Promise<RunResult> {
     const { run } = this.settings;
+    const deadline = limits.deadline;
+    const maxTimeoutMs = limits.maxTimeoutMs ?? run.maxTimeoutMs;
     if (Buffer.byteLength(code, "utf8") > run.maxCodeBytes) {
       throw new PayloadTooLargeError(`code exceeds ${run.maxCodeBytes} bytes`);
     }
-    const asked = timeoutMs ?? run.defaultTimeoutMs;
-    if (!Number.isInteger(asked) || asked < 1 || asked > run.maxTimeoutMs) {
-      throw new ValidationError(`timeoutMs must be an integer from 1 to ${run.maxTimeoutMs}`);
+    const asked = limits.timeoutMs ?? run.defaultTimeoutMs;
+    if (!Number.isInteger(asked) || asked < 1 || asked > maxTimeoutMs) {
+      throw new ValidationError(`timeoutMs must be an integer from 1 to ${maxTimeoutMs}`);
     }
     const budget =
       (deadline ?? Number.POSITIVE_INFINITY) - Date.now() - run.interruptGraceMs - DEADLINE_RESERVE_MS;
@@ -162,7 +184,7 @@ export class SandboxService {
         ),
       ),
       interruptGraceMs: run.interruptGraceMs,
-      maxOutputBytes: run.maxOutputBytes,
+      maxOutputBytes: Math.min(run.maxOutputBytes, limits.maxOutputBytes ?? run.maxOutputBytes),
     });
     let record: KernelRecord | undefined;
     let released = false;
@@ -249,6 +271,64 @@ export class SandboxService {
     return { reattached, cleaned };
   }
 
+  /**
+   * One pass of the reaper, so nothing is left running or recorded for nothing:
+   * - kernels unused for longer than `idleMs` are stopped and forgotten (never one a run holds, or
+   *   one used since the scan read it);
+   * - kernels found dead are marked so (a caller learns it, and its next start says `restarted`),
+   *   and dead records are forgotten once idle too;
+   * - starts that stalled past their deadline are cleaned up;
+   * - kernels the backend runs that no record points at are stopped, once older than a start can
+   *   take (a start records its kernel only after launching it).
+   */
+  async reap(idleMs: number): Promise<ReapReport> {
+    const report: ReapReport = { idle: 0, dead: 0, forgotten: 0, stalled: 0, orphans: 0 };
+    const inventory = this.backend.inventory;
+    const known = new Set<string>();
+    const now = Date.now();
+    for await (const record of this.store.scanAll()) {
+      if (record.backend !== this.backend.name) continue;
+      const ref = this.readableRef(record);
+      if (ref && inventory) known.add(inventory.keyOf(ref));
+      const idle = now - Date.parse(record.lastActivityAt) > idleMs;
+      if (record.state === "starting") {
+        if ((record.startingUntil ?? 0) >= now) continue;
+        await this.stopQuietly(record);
+        await this.store.delete(record);
+        report.stalled++;
+      } else if (record.state === "dead") {
+        if (!idle) continue;
+        await this.stopQuietly(record);
+        await this.store.delete(record);
+        report.forgotten++;
+      } else if (record.leaseUntil !== undefined && record.leaseUntil > now) {
+        // A run holds it: in use, whatever its last activity says.
+      } else if (idle) {
+        if (!(await this.store.deleteIdle(record))) continue;
+        this.refs.delete(cacheKey(record.owner, record.kernelId));
+        await this.stopQuietly(record);
+        report.idle++;
+      } else if (!(await this.alive(record).catch(() => true))) {
+        await this.bury(record);
+        report.dead++;
+      }
+    }
+    if (inventory) {
+      const grace = this.settings.startTimeoutMs + LEASE_MARGIN_MS;
+      for (const kernel of await inventory.list()) {
+        if (known.has(inventory.keyOf(kernel.ref)) || now - kernel.startedAt < grace) continue;
+        // Read again: a start may have recorded this kernel since the scan.
+        if (await this.isRecorded(inventory.keyOf(kernel.ref), inventory)) continue;
+        await this.backend
+          .stop(kernel.ref)
+          .catch((cause) => logger.warn("could not stop an orphaned kernel", { cause }));
+        report.orphans++;
+      }
+    }
+    if (Object.values(report).some((n) => n > 0)) logger.info("reaper pass", { ...report });
+    return report;
+  }
+
   /** Stops every kernel of this backend in the store (the dev server on Ctrl-C). */
   async stopAll(): Promise<number> {
     const records: KernelRecord[] = [];
@@ -263,6 +343,14 @@ export class SandboxService {
     );
     this.refs.clear();
     return records.length;
+  }
+
+  private async isRecorded(key: string, inventory: KernelInventory): Promise<boolean> {
+    for await (const record of this.store.scanAll()) {
+      const ref = record.backend === this.backend.name ? this.readableRef(record) : undefined;
+      if (ref && inventory.keyOf(ref) === key) return true;
+    }
+    return false;
   }
 
   /** Makes this invocation the one that starts the kernel, or returns undefined when another is. */

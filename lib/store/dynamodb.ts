@@ -6,15 +6,15 @@ import type { Config } from "../config.ts";
 export const TABLE_KEYS = { partition: "pk", sort: "sk", ttl: "expiresAt" } as const;
 
 /**
- * The document client, built once per container. Standard retry mode with a few more attempts
+ * The DynamoDB client, built once per container. Standard retry mode with a few more attempts
  * than the default rides out throttling before the store reports itself unavailable.
  */
-export function createDocumentClient(options: Config["dynamodb"]): DynamoDBDocumentClient {
-  const client = new DynamoDBClient({
-    ...options,
-    maxAttempts: 5,
-    retryMode: "standard",
-  });
+export function createDynamoClient(options: Config["dynamodb"]): DynamoDBClient {
+  return new DynamoDBClient({ ...options, maxAttempts: 5, retryMode: "standard" });
+}
+
+/** Plain JavaScript values in and out, over the one client (undefined attributes are dropped). */
+export function createDocumentClient(client: DynamoDBClient): DynamoDBDocumentClient {
   return DynamoDBDocumentClient.from(client, {
     marshallOptions: { removeUndefinedValues: true, convertClassInstanceToMap: false },
   });

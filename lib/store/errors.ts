@@ -12,3 +12,8 @@ export function translateStoreError(error: unknown): Error {
   }
   return new StoreUnavailableError("the kernel store is unavailable", { cause: error, retryAfterSeconds: 2 });
 }
+
+/** For writes whose lost condition means "someone else already did it": that is success. */
+export function ignoreConditionFailed(error: unknown): void {
+  if (!(error instanceof ConditionFailedError)) throw error;
+}

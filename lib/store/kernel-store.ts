@@ -8,8 +8,8 @@ import {
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
 import { z } from "zod";
-import { ConditionFailedError, CorruptRecordError } from "../errors.ts";
-import { translateStoreError } from "./errors.ts";
+import { CorruptRecordError } from "../errors.ts";
+import { ignoreConditionFailed, translateStoreError } from "./errors.ts";
 
 const KernelRecordSchema = z.object({
   owner: z.string(),
@@ -243,6 +243,34 @@ export class KernelStore {
     ).catch(ignoreConditionFailed);
   }
 
+  /**
+   * Deletes a kernel the reaper found idle, only if it still is: same incarnation, no run since
+   * (`lastActivityAt` unchanged) and no live lease. False when a run got there first.
+   */
+  async deleteIdle(record: KernelRecord): Promise<boolean> {
+    try {
+      await this.send(() =>
+        this.client.send(
+          new DeleteCommand({
+            TableName: this.table,
+            Key: key(record.owner, record.kernelId),
+            ConditionExpression:
+              "incarnation = :incarnation AND lastActivityAt = :last AND (attribute_not_exists(leaseUntil) OR leaseUntil < :nowMs)",
+            ExpressionAttributeValues: {
+              ":incarnation": record.incarnation,
+              ":last": record.lastActivityAt,
+              ":nowMs": Date.now(),
+            },
+          }),
+        ),
+      );
+      return true;
+    } catch (error) {
+      ignoreConditionFailed(error);
+      return false;
+    }
+  }
+
   /** Every kernel record of every owner: for the dev server's recovery and the reaper, never per request. */
   async *scanAll(): AsyncGenerator<KernelRecord> {
     const pages = paginateScan(
@@ -278,10 +306,6 @@ export class KernelStore {
 
 function key(owner: string, kernelId: string) {
   return { pk: `OWNER#${owner}`, sk: `${KERNEL_PREFIX}${kernelId}` };
-}
-
-function ignoreConditionFailed(error: unknown): void {
-  if (!(error instanceof ConditionFailedError)) throw error;
 }
 
 /** Items are checked on the way in: a hand-edited or half-migrated item must not crash a handler. */

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { loadConfig } from "../../lib/config.ts";
 import { type EmbeddedDynamo, ensureTable, LOCAL_AWS, startEmbeddedDynamo } from "../../lib/dev/dynamodb.ts";
-import { createSandbox } from "../../lib/runtime.ts";
+import { createRuntime } from "../../lib/runtime.ts";
 import type { SandboxService } from "../../lib/sandbox/service.ts";
 
 /**
@@ -24,8 +24,8 @@ describe("sandbox service across containers", { timeout: 120_000 }, () => {
     const config = loadConfig({ PYBOX_STATE_DIR: stateDir, PYBOX_TABLE: "kernels" });
     await ensureTable(dynamo.endpoint, config.table);
     const shared = { ...config, dynamodb: { ...LOCAL_AWS, endpoint: dynamo.endpoint } };
-    first = createSandbox(shared);
-    second = createSandbox(shared);
+    first = (await createRuntime(shared)).sandbox;
+    second = (await createRuntime(shared)).sandbox;
   });
 
   after(async () => {

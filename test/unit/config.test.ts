@@ -46,6 +46,9 @@ describe("config", () => {
           maxCodeBytes: 262_144,
           maxOutputBytes: 4_194_304,
         },
+        asyncRun: { maxTimeoutMs: 840_000, maxResultBytes: 300_000, resultTtlSeconds: 86_400 },
+        queue: {},
+        idleTimeoutSeconds: 3_600,
         startTimeoutMs: 60_000,
         recordTtlSeconds: 604_800,
         local: {
@@ -73,6 +76,12 @@ describe("config", () => {
         PYBOX_MAX_CODE_BYTES: "512",
         PYBOX_MAX_OUTPUT_BYTES: "2048",
         PYBOX_RECORD_TTL_SECONDS: "3600",
+        PYBOX_QUEUE_URL: "http://127.0.0.1:9324/000000000000/runs.fifo",
+        PYBOX_SQS_ENDPOINT: "http://127.0.0.1:9324",
+        PYBOX_MAX_ASYNC_RUN_TIMEOUT_MS: "60000",
+        PYBOX_MAX_ASYNC_RESULT_BYTES: "20000",
+        PYBOX_RUN_RESULT_TTL_SECONDS: "600",
+        PYBOX_IDLE_TIMEOUT_SECONDS: "5",
         PORT: "9090",
       };
 
@@ -93,6 +102,13 @@ describe("config", () => {
           maxCodeBytes: 512,
           maxOutputBytes: 2_048,
         },
+        asyncRun: { maxTimeoutMs: 60_000, maxResultBytes: 20_000, resultTtlSeconds: 600 },
+        queue: {
+          url: "http://127.0.0.1:9324/000000000000/runs.fifo",
+          endpoint: "http://127.0.0.1:9324",
+          region: "eu-west-1",
+        },
+        idleTimeoutSeconds: 5,
         startTimeoutMs: 4_000,
         recordTtlSeconds: 3_600,
         local: { python: "/opt/py/bin/python", stateDir: "/var/pybox" },

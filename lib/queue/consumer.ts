@@ -1,0 +1,172 @@
+import { processPartialResponse, SqsFifoPartialProcessorAsync } from "@aws-lambda-powertools/batch";
+import {
+  IdempotencyAlreadyInProgressError,
+  IdempotencyConfig,
+  makeIdempotent,
+} from "@aws-lambda-powertools/idempotency";
+import type { BasePersistenceLayer } from "@aws-lambda-powertools/idempotency/persistence";
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
+import { PoisonMessageError, PyboxError, RetryLaterError, ValidationError } from "../errors.ts";
+import { logger } from "../logger.ts";
+import type { AsyncRuns } from "../sandbox/async-runs.ts";
+import type { SandboxService } from "../sandbox/service.ts";
+import { type QueueMessage, QueueMessageSchema } from "./messages.ts";
+import type { RunQueue } from "./port.ts";
+
+/** What the consumer drives: the same services as the HTTP functions, and the queue to hand back to. */
+export interface ConsumerDependencies {
+  sandbox: SandboxService;
+  runs: AsyncRuns;
+  queue: RunQueue;
+  /** Where handled message ids are remembered (the one table, under their own partition). */
+  persistence: BasePersistenceLayer;
+  /** How long a handled message id is remembered. */
+  rememberSeconds?: number;
+}
+
+/** The Lambda signature of an SQS consumer with partial batch responses. */
+export type QueueLambda = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
+
+/** Kept back from the invocation's deadline for the batch response and the visibility changes. */
+const DEADLINE_RESERVE_MS = 2_000;
+
+/** What a message id is remembered by, and the outcome stored for a duplicate to find. */
+interface Delivery {
+  key: string;
+  message: QueueMessage;
+  id: string;
+  deadline: number;
+}
+
+/**
+ * The run queue's consumer. Each message is validated, then handled at most once per id (the
+ * message's `runId`, else its SQS message id) through Powertools idempotency, and a `run` also
+ * moves its run record `queued → running` by a conditional write. One message failing never fails
+ * its neighbours: the batch answers with partial failures, and on a FIFO queue the messages behind
+ * a failed one in its kernel's group fail with it so the kernel's runs keep their order. Failed
+ * messages are made visible again soon (a busy kernel in seconds, a poison message at once so it
+ * reaches the dead-letter queue), not after the queue's long visibility timeout.
+ */
+export function queueConsumer(deps: ConsumerDependencies): QueueLambda {
+  const config = new IdempotencyConfig({
+    eventKeyJmesPath: "key",
+    expiresAfterSeconds: deps.rememberSeconds ?? 24 * 3600,
+  });
+  const handleOnce = makeIdempotent((delivery: Delivery) => dispatch(deps, delivery), {
+    persistenceStore: deps.persistence,
+    config,
+    keyPrefix: "run-queue",
+  });
+
+  return async (event, context) => {
+    config.registerLambdaContext(context);
+    const deadline = Date.now() + context.getRemainingTimeInMillis() - DEADLINE_RESERVE_MS;
+    const delays = new Map<string, number>();
+    const handle = async (record: SQSRecord) => {
+      try {
+        const message = parse(record);
+        const id = message.action === "run" ? (message.runId ?? record.messageId) : record.messageId;
+        const key = JSON.stringify([message.owner, message.kernelId, message.action, id]);
+        return await handleOnce({ key, message, id, deadline });
+      } catch (error) {
+        delays.set(record.messageId, retryDelaySeconds(error, record));
+        logFailure(error, record);
+        throw error;
+      }
+    };
+    const response = await processPartialResponse(event, handle, new SqsFifoPartialProcessorAsync(), {
+      context,
+      skipGroupOnError: true,
+      throwOnFullBatchFailure: false,
+    });
+    await handBack(deps.queue, event, response, delays);
+    return response;
+  };
+}
+
+async function dispatch(deps: ConsumerDependencies, delivery: Delivery): Promise<Record<string, unknown>> {
+  const { message } = delivery;
+  switch (message.action) {
+    case "start": {
+      const { created, kernel } = await deps.sandbox.start(message.owner, {
+        kernelId: message.kernelId,
+        ...(message.cwd === undefined ? {} : { cwd: message.cwd }),
+        ...(message.env === undefined ? {} : { env: message.env }),
+      });
+      return { created, state: kernel.state };
+    }
+    case "run":
+      return { status: await deps.runs.execute(message, delivery.id, delivery.deadline) };
+    case "stop":
+      await deps.sandbox.stop(message.owner, message.kernelId);
+      return { stopped: true };
+  }
+}
+
+function parse(record: SQSRecord): QueueMessage {
+  let body: unknown;
+  try {
+    body = JSON.parse(record.body);
+  } catch {
+    throw new PoisonMessageError("the message body is not JSON");
+  }
+  const parsed = QueueMessageSchema.safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new PoisonMessageError(
+      `not a queue message: ${issue ? `${issue.path.join(".") || "body"}: ${issue.message}` : "invalid"}`,
+    );
+  }
+  return parsed.data;
+}
+
+/**
+ * When a failed message should be seen again. A message that can never succeed comes back at once,
+ * to reach the dead-letter queue in a few quick receives; a peer's or the kernel's `Retry-After` is
+ * honoured; anything else backs off with the number of receives.
+ */
+function retryDelaySeconds(error: unknown, record: SQSRecord): number {
+  if (error instanceof PoisonMessageError || error instanceof ValidationError) return 0;
+  if (error instanceof IdempotencyAlreadyInProgressError) return 5;
+  if (error instanceof PyboxError && error.retryAfterSeconds !== undefined) return error.retryAfterSeconds;
+  const receives = Number(record.attributes.ApproximateReceiveCount) || 1;
+  return Math.min(300, 5 * 2 ** (receives - 1));
+}
+
+function logFailure(error: unknown, record: SQSRecord): void {
+  const context = { messageId: record.messageId, receives: record.attributes.ApproximateReceiveCount };
+  if (error instanceof RetryLaterError) logger.info(`queue message deferred: ${error.message}`, context);
+  else if (error instanceof PoisonMessageError)
+    logger.error(`poison queue message: ${error.message}`, context);
+  else logger.warn("queue message failed", { ...context, error: error as Error });
+}
+
+/**
+ * Makes every failed message visible again after its delay. Messages skipped behind a failed one
+ * in the same group take that one's delay, so the group resumes in order.
+ */
+async function handBack(
+  queue: RunQueue,
+  event: SQSEvent,
+  response: SQSBatchResponse,
+  delays: Map<string, number>,
+): Promise<void> {
+  const byId = new Map(event.Records.map((record) => [record.messageId, record]));
+  const groupDelay = new Map<string, number>();
+  for (const record of event.Records) {
+    const delay = delays.get(record.messageId);
+    const group = record.attributes.MessageGroupId ?? record.messageId;
+    if (delay !== undefined && !groupDelay.has(group)) groupDelay.set(group, delay);
+  }
+  await Promise.all(
+    response.batchItemFailures.map(async ({ itemIdentifier }) => {
+      const record = byId.get(itemIdentifier);
+      if (!record) return;
+      const group = record.attributes.MessageGroupId ?? record.messageId;
+      const delay = delays.get(record.messageId) ?? groupDelay.get(group) ?? 0;
+      await queue
+        .retryLater(record.receiptHandle, delay)
+        .catch((error) => logger.warn("visibility not changed; the queue's timeout applies", { error }));
+    }),
+  );
+}

@@ -1,0 +1,46 @@
+import { ChangeMessageVisibilityCommand, SendMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
+import type { Config } from "../config.ts";
+import { ConfigError, QueueUnavailableError } from "../errors.ts";
+import { messageGroupOf, type QueueMessage } from "./messages.ts";
+import type { RunQueue } from "./port.ts";
+
+/** The run queue on Amazon SQS (a FIFO queue: one message group per kernel). */
+export class SqsRunQueue implements RunQueue {
+  private readonly client: SQSClient;
+  private readonly url: string;
+
+  constructor(options: Config["queue"]) {
+    if (!options.url) throw new ConfigError("PYBOX_QUEUE_URL is required for queued runs");
+    this.url = options.url;
+    const { url: _, ...client } = options;
+    this.client = new SQSClient({ ...client, maxAttempts: 4, retryMode: "standard" });
+  }
+
+  async send(message: QueueMessage, deduplicationId: string): Promise<void> {
+    const command = new SendMessageCommand({
+      QueueUrl: this.url,
+      MessageBody: JSON.stringify(message),
+      MessageGroupId: messageGroupOf(message.owner, message.kernelId),
+      MessageDeduplicationId: deduplicationId,
+    });
+    await this.call(() => this.client.send(command));
+  }
+
+  async retryLater(receiptHandle: string, delaySeconds: number): Promise<void> {
+    const command = new ChangeMessageVisibilityCommand({
+      QueueUrl: this.url,
+      ReceiptHandle: receiptHandle,
+      VisibilityTimeout: Math.max(0, Math.min(43_200, Math.round(delaySeconds))),
+    });
+    await this.call(() => this.client.send(command));
+  }
+
+  /** SQS errors become {@link QueueUnavailableError} here; the SDK has retried by then. */
+  private async call(send: () => Promise<unknown>): Promise<void> {
+    try {
+      await send();
+    } catch (cause) {
+      throw new QueueUnavailableError("the run queue refused the message", { cause, retryAfterSeconds: 2 });
+    }
+  }
+}

@@ -1,0 +1,42 @@
+import type { RunResult } from "../jupyter/run-result.ts";
+
+/** Room kept for the record's other attributes and DynamoDB's per-attribute overhead. */
+const ENVELOPE_BYTES = 2_048;
+
+/**
+ * Cuts a RunResult until its JSON fits `maxBytes`, so a stored result never breaks DynamoDB's
+ * 400 KB item limit. The collector already capped what the code displayed; what can still be too
+ * big is the rest (a huge traceback, many small entries' overhead). Cuts from the end, keeps the
+ * error's name and message, and says so with `truncated: true`.
+ */
+export function fitResult(result: RunResult, maxBytes: number): RunResult {
+  const limit = Math.max(0, maxBytes - ENVELOPE_BYTES);
+  if (sizeOf(result) <= limit) return result;
+  const fitted: RunResult = { ...result, data: [...result.data], truncated: true };
+  const error = fitted.error;
+  if (error && error.traceback.length > 0) {
+    fitted.error = { ...error, traceback: [] };
+    if (sizeOf(fitted) <= limit) {
+      // Put back as much of the traceback's end (where the error is) as fits.
+      for (let keep = 1; keep <= error.traceback.length; keep++) {
+        const traceback = error.traceback.slice(-keep);
+        if (sizeOf({ ...fitted, error: { ...error, traceback } }) > limit) break;
+        fitted.error = { ...error, traceback };
+      }
+      return fitted;
+    }
+  }
+  while (fitted.data.length > 0 && sizeOf(fitted) > limit) fitted.data.pop();
+  if (fitted.error && sizeOf(fitted) > limit) {
+    fitted.error = {
+      ename: fitted.error.ename.slice(0, 256),
+      evalue: fitted.error.evalue.slice(0, 4_096),
+      traceback: [],
+    };
+  }
+  return fitted;
+}
+
+function sizeOf(result: RunResult): number {
+  return Buffer.byteLength(JSON.stringify(result), "utf8");
+}
