@@ -279,9 +279,9 @@ export class SandboxService {
    *   and dead records are forgotten once idle too;
    * - starts that stalled past their deadline are cleaned up;
    * - kernels the backend runs that no record points at are stopped, once older than a start can
-   *   take (a start records its kernel only after launching it).
+   *   take (`orphanGraceMs`; a start records its kernel only after launching it).
    */
-  async reap(idleMs: number): Promise<ReapReport> {
+  async reap(idleMs: number, orphanGraceMs?: number): Promise<ReapReport> {
     const report: ReapReport = { idle: 0, dead: 0, forgotten: 0, stalled: 0, orphans: 0 };
     const inventory = this.backend.inventory;
     const known = new Set<string>();
@@ -314,7 +314,7 @@ export class SandboxService {
       }
     }
     if (inventory) {
-      const grace = this.settings.startTimeoutMs + LEASE_MARGIN_MS;
+      const grace = orphanGraceMs ?? this.settings.startTimeoutMs + LEASE_MARGIN_MS;
       for (const kernel of await inventory.list()) {
         if (known.has(inventory.keyOf(kernel.ref)) || now - kernel.startedAt < grace) continue;
         // Read again: a start may have recorded this kernel since the scan.

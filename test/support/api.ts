@@ -16,6 +16,18 @@ export interface RunResultBody {
   truncated: boolean;
 }
 
+/** A queued run as the API returns it. */
+export interface RunViewBody {
+  runId: string;
+  kernelId: string;
+  status: "queued" | "running" | "ok" | "error" | "timeout";
+  createdAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  result?: RunResultBody;
+  error?: { code: string; message: string };
+}
+
 /**
  * A thin HTTP client for the product's API, as an agent would use it: a base URL and a bearer
  * token that names the caller.
@@ -65,6 +77,29 @@ export class ApiClient {
 
   stop(kernelId: string) {
     return this.request("DELETE", `/kernels/${encodeURIComponent(kernelId)}`);
+  }
+
+  enqueue(kernelId: string, body: { code: string; timeoutMs?: number; runId?: string }) {
+    return this.request<RunViewBody>("POST", `/kernels/${encodeURIComponent(kernelId)}/runs`, body);
+  }
+
+  runStatus(kernelId: string, runId: string) {
+    return this.request<RunViewBody>(
+      "GET",
+      `/kernels/${encodeURIComponent(kernelId)}/runs/${encodeURIComponent(runId)}`,
+    );
+  }
+
+  /** Polls a queued run until it has ended, as an agent would. */
+  async waitForRun(kernelId: string, runId: string, timeoutMs = 60_000): Promise<RunViewBody> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const res = await this.runStatus(kernelId, runId);
+      if (res.status !== 200) throw new Error(`run status failed: ${res.status} ${res.text}`);
+      if (res.body.status !== "queued" && res.body.status !== "running") return res.body;
+      if (Date.now() > deadline) throw new Error(`run ${runId} still ${res.body.status}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
   }
 
   /** Runs code that must succeed and returns its first `text/plain` output. */
