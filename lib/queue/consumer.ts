@@ -4,12 +4,15 @@ import {
   IdempotencyConfig,
   makeIdempotent,
 } from "@aws-lambda-powertools/idempotency";
+import { DynamoDBPersistenceLayer } from "@aws-lambda-powertools/idempotency/dynamodb";
 import type { BasePersistenceLayer } from "@aws-lambda-powertools/idempotency/persistence";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { PoisonMessageError, PyboxError, RetryLaterError, ValidationError } from "../errors.ts";
 import { logger } from "../logger.ts";
+import type { Runtime } from "../runtime.ts";
 import type { AsyncRuns } from "../sandbox/async-runs.ts";
 import type { SandboxService } from "../sandbox/service.ts";
+import { TABLE_KEYS } from "../store/dynamodb.ts";
 import { type QueueMessage, QueueMessageSchema } from "./messages.ts";
 import type { RunQueue } from "./port.ts";
 
@@ -82,6 +85,24 @@ export function queueConsumer(deps: ConsumerDependencies): QueueLambda {
     await handBack(deps.queue, event, response, delays);
     return response;
   };
+}
+
+/**
+ * The consumer of a container's runtime. Handled message ids live in the one table under their
+ * own partition, expiring through the table's TTL attribute.
+ */
+export function runtimeConsumer(runtime: Runtime, table: string): QueueLambda {
+  return queueConsumer({
+    ...runtime,
+    persistence: new DynamoDBPersistenceLayer({
+      tableName: table,
+      keyAttr: TABLE_KEYS.partition,
+      sortKeyAttr: TABLE_KEYS.sort,
+      staticPkValue: "IDEMPOTENCY#run-queue",
+      expiryAttr: TABLE_KEYS.ttl,
+      awsSdkV3Client: runtime.dynamo,
+    }),
+  });
 }
 
 async function dispatch(deps: ConsumerDependencies, delivery: Delivery): Promise<Record<string, unknown>> {
