@@ -1,13 +1,102 @@
-import { Stack, type StackProps } from "aws-cdk-lib";
+import { CfnOutput, Duration, Stack, type StackProps } from "aws-cdk-lib";
+import { CfnAccessEntry } from "aws-cdk-lib/aws-eks";
 import type { Construct } from "constructs";
+import { KernelApi } from "./api.ts";
+import { KernelFunctions } from "./functions.ts";
+import { RunQueue } from "./queue.ts";
+import { ReaperSchedule } from "./reaper.ts";
+import { BackendSecret } from "./secrets.ts";
+import type { Settings } from "./settings.ts";
 import { KernelTable } from "./table.ts";
 
-/** The deployable product: one construct per concern (the functions, API and queue build on the table). */
+/** Props of {@link PyboxStack}: the validated settings (see `infra/settings.ts`). */
+export interface PyboxStackProps extends StackProps {
+  settings: Settings;
+}
+
+/**
+ * The deployable product, one construct per concern: the table, the backend's secret, the eight
+ * functions, the HTTP API in front of six of them, the run queue feeding the consumer, and the
+ * reaper's schedule. Nothing in it runs, or costs, while no one calls it.
+ */
 export class PyboxStack extends Stack {
   readonly kernels: KernelTable;
+  readonly backendSecret: BackendSecret | undefined;
+  readonly functions: KernelFunctions;
+  readonly runQueue: RunQueue;
+  readonly api: KernelApi;
+  readonly reaper: ReaperSchedule;
 
-  constructor(scope: Construct, id: string, props?: StackProps) {
+  constructor(scope: Construct, id: string, props: PyboxStackProps) {
     super(scope, id, props);
+    const { settings } = props;
     this.kernels = new KernelTable(this, "Kernels");
+    this.backendSecret = BackendSecret.of(this, "BackendSecret", settings);
+    this.functions = new KernelFunctions(this, "Functions", {
+      settings,
+      table: this.kernels,
+      ...(this.backendSecret
+        ? { backendSecret: { variable: this.backendSecret.variable, secret: this.backendSecret.secret } }
+        : {}),
+    });
+    const fns = this.functions.byName;
+
+    this.runQueue = new RunQueue(this, "RunQueue", {
+      consumerTimeout: Duration.minutes(settings.consumerTimeoutMinutes),
+    });
+    this.runQueue.bindProducer(fns.enqueue);
+    this.runQueue.bindConsumer(fns.queue, settings.queueBatchSize);
+
+    this.api = new KernelApi(this, "Http", {
+      functions: {
+        start: fns.start.function,
+        get: fns.get.function,
+        stop: fns.stop.function,
+        run: fns.run.function,
+        enqueue: fns.enqueue.function,
+        result: fns.result.function,
+      },
+      authorizer: settings.authorizer,
+      throttle: settings.throttle,
+      logRetention: settings.logRetention,
+    });
+    this.reaper = new ReaperSchedule(this, "Reaper", {
+      reaper: fns.reaper,
+      rateMinutes: settings.reaperRateMinutes,
+    });
+
+    const auth = settings.cluster?.auth;
+    if (auth?.kind === "eks" && auth.kubernetesGroup) {
+      // Map each function that talks to the cluster into it, as members of the operator's group
+      // (whose RBAC Role grants the Kernel resources); needs the cluster's API authentication mode.
+      for (const [name, fn] of Object.entries(fns)) {
+        if (name === "enqueue" || name === "result") continue;
+        new CfnAccessEntry(this, `ClusterAccess${fn.node.id}`, {
+          clusterName: auth.cluster,
+          principalArn: fn.role.roleArn,
+          kubernetesGroups: [auth.kubernetesGroup],
+          type: "STANDARD",
+        });
+      }
+    }
+
+    new CfnOutput(this, "ApiUrl", { value: this.api.url, description: "Base URL of the HTTP API" });
+    new CfnOutput(this, "QueueUrl", { value: this.runQueue.queue.queueUrl, description: "The run queue" });
+    new CfnOutput(this, "DeadLetterQueueUrl", {
+      value: this.runQueue.deadLetters.queueUrl,
+      description: "Queued runs that could not be run",
+    });
+    new CfnOutput(this, "TableName", {
+      value: this.kernels.table.tableName,
+      description: "The DynamoDB table",
+    });
+    if (this.backendSecret) {
+      new CfnOutput(this, "BackendSecretArn", {
+        value: this.backendSecret.secret.secretArn,
+        description: this.backendSecret.created
+          ? "Put the Enterprise Gateway token in this secret"
+          : "The backend credentials secret the functions read",
+      });
+    }
   }
 }

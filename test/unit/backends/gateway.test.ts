@@ -9,7 +9,6 @@ import type { GatewayConfig } from "../../../lib/config.ts";
 import {
   BackendError,
   BackendUnavailableError,
-  CapacityError,
   ConfigError,
   CredentialsRejectedError,
   KernelDiedError,

@@ -1,0 +1,314 @@
+import { join } from "node:path";
+import { Annotations, Duration, Validations } from "aws-cdk-lib";
+import type { ISecurityGroup, IVpc } from "aws-cdk-lib/aws-ec2";
+import { SecurityGroup, SubnetType, Vpc } from "aws-cdk-lib/aws-ec2";
+import { ManagedPolicy, Role, ServicePrincipal } from "aws-cdk-lib/aws-iam";
+import { Architecture, Runtime } from "aws-cdk-lib/aws-lambda";
+import { NodejsFunction } from "aws-cdk-lib/aws-lambda-nodejs";
+import { LogGroup } from "aws-cdk-lib/aws-logs";
+import type { ISecret } from "aws-cdk-lib/aws-secretsmanager";
+import { Construct } from "constructs";
+import { lambdaBundling, NODE_MAJOR, PROJECT_ROOT } from "./bundling.ts";
+import type { Settings, VpcSettings } from "./settings.ts";
+import type { KernelTable } from "./table.ts";
+
+/** Every function of the product; each has its entry at `functions/<name>.ts` exporting `handler`. */
+export const FUNCTION_NAMES = [
+  "start",
+  "get",
+  "stop",
+  "run",
+  "enqueue",
+  "result",
+  "queue",
+  "reaper",
+] as const;
+
+/** One of {@link FUNCTION_NAMES}. */
+export type FunctionName = (typeof FUNCTION_NAMES)[number];
+
+/**
+ * API Gateway gives an HTTP API integration 30 s at most; the HTTP functions stop at 29 s so the
+ * caller gets our answer, not the gateway's 503.
+ */
+export const HTTP_FUNCTION_TIMEOUT = Duration.seconds(29);
+
+/**
+ * The longest synchronous run (`PYBOX_MAX_RUN_TIMEOUT_MS`) and kernel start behind the API: the
+ * 29 s function timeout less room to interrupt the kernel and write the record back.
+ */
+export const SYNC_LIMIT_MS = 25_000;
+
+/** Queued runs stop this long before the consumer's own timeout, to store their result. */
+export const ASYNC_RUN_MARGIN = Duration.minutes(1);
+
+/** The reaper's timeout: enough to stop a few hundred idle kernels in one pass. */
+export const REAPER_TIMEOUT = Duration.minutes(5);
+
+/** How much of the table a function may touch. */
+export type TableAccess = "read" | "read-write" | "read-write-scan";
+
+const TABLE_ACTIONS: Record<TableAccess, string[]> = {
+  read: ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:ConditionCheckItem"],
+  "read-write": [
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:Query",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+  ],
+  "read-write-scan": [
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:Query",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:Scan",
+  ],
+};
+
+/** What one function is: its purpose, its time limit, and what it may touch. */
+interface FunctionSpec {
+  description: string;
+  timeout: Duration;
+  table: TableAccess;
+  /** Talks to the kernel backend, so reads its credentials secret. */
+  backend: boolean;
+}
+
+function specs(settings: Settings): Record<FunctionName, FunctionSpec> {
+  const http = (description: string, table: TableAccess, backend: boolean): FunctionSpec => ({
+    description,
+    timeout: HTTP_FUNCTION_TIMEOUT,
+    table,
+    backend,
+  });
+  return {
+    start: http("POST /kernels: get-or-create the caller's kernel", "read-write", true),
+    get: http("GET /kernels/{kernelId}: the caller's kernel record, liveness checked", "read-write", true),
+    stop: http("DELETE /kernels/{kernelId}: stop and forget the kernel", "read-write", true),
+    run: http("POST /kernels/{kernelId}/run: run code synchronously", "read-write", true),
+    enqueue: http("POST /kernels/{kernelId}/runs: queue a run (202)", "read-write", false),
+    result: http("GET /kernels/{kernelId}/runs/{runId}: a queued run's status and result", "read", false),
+    queue: {
+      description: "Run queue consumer: executes queued runs",
+      timeout: Duration.minutes(settings.consumerTimeoutMinutes),
+      table: "read-write",
+      backend: true,
+    },
+    reaper: {
+      description: "Scheduled: stops kernels idle for longer than the idle timeout",
+      timeout: REAPER_TIMEOUT,
+      table: "read-write-scan",
+      backend: true,
+    },
+  };
+}
+
+/** Props of {@link PyboxFunction}. */
+export interface PyboxFunctionProps {
+  name: FunctionName;
+  settings: Settings;
+  description: string;
+  timeout: Duration;
+  environment: Record<string, string>;
+  network?: { vpc: IVpc; securityGroups: ISecurityGroup[] };
+}
+
+/**
+ * One Lambda function as the product runs it: Node 22, the configured architecture, one ESM
+ * bundle, its own log group with retention, and its own role that starts with nothing but writing
+ * to that log group. Access is added with the `bind*` methods, each of which sets the environment
+ * variable *and* grants the access, so the two cannot drift apart.
+ */
+export class PyboxFunction extends Construct {
+  readonly function: NodejsFunction;
+  readonly role: Role;
+  readonly logGroup: LogGroup;
+
+  constructor(scope: Construct, id: string, props: PyboxFunctionProps) {
+    super(scope, id);
+    const { settings } = props;
+    this.logGroup = new LogGroup(this, "Logs", { retention: settings.logRetention });
+    this.role = new Role(this, "Role", {
+      assumedBy: new ServicePrincipal("lambda.amazonaws.com"),
+      description: `pybox ${props.name} function`,
+    });
+    this.logGroup.grantWrite(this.role);
+    if (props.network) {
+      this.role.addManagedPolicy(
+        ManagedPolicy.fromAwsManagedPolicyName("service-role/AWSLambdaVPCAccessExecutionRole"),
+      );
+      Validations.of(this.role).acknowledge({
+        id: "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]",
+        reason:
+          "Lambda needs this AWS-managed policy to attach its network interfaces in the VPC; its EC2 actions cannot be scoped to resources, and AWS keeps it current.",
+      });
+    }
+    this.function = new NodejsFunction(this, "Function", {
+      entry: join(PROJECT_ROOT, "functions", `${props.name}.ts`),
+      handler: "handler",
+      projectRoot: PROJECT_ROOT,
+      depsLockFilePath: join(PROJECT_ROOT, "package-lock.json"),
+      runtime: Runtime.NODEJS_22_X,
+      architecture: settings.architecture === "arm64" ? Architecture.ARM_64 : Architecture.X86_64,
+      memorySize: settings.memoryMb,
+      timeout: props.timeout,
+      description: `pybox: ${props.description}`,
+      role: this.role,
+      logGroup: this.logGroup,
+      environment: props.environment,
+      bundling: lambdaBundling(settings.backend, settings.architecture),
+      ...(props.network
+        ? {
+            vpc: props.network.vpc,
+            vpcSubnets: { subnetType: SubnetType.PRIVATE_WITH_EGRESS },
+            securityGroups: props.network.securityGroups,
+          }
+        : {}),
+    });
+    Validations.of(this.function).acknowledge({
+      id: "AwsSolutions-L1",
+      reason: `Node ${NODE_MAJOR} is pinned on purpose: zeromq's prebuilt native addon exists for its ABI (127) on linux arm64 and x64, not for newer Node versions.`,
+    });
+  }
+
+  /** Sets `PYBOX_TABLE` and grants exactly the DynamoDB actions of `access` on the table. */
+  bindTable(table: KernelTable, access: TableAccess): void {
+    this.function.addEnvironment("PYBOX_TABLE", table.table.tableName);
+    table.table.grant(this.function, ...TABLE_ACTIONS[access]);
+  }
+
+  /** Sets `variable` to the secret's ARN and lets the function read that one secret. */
+  bindSecret(variable: string, secret: ISecret): void {
+    this.function.addEnvironment(variable, secret.secretArn);
+    secret.grantRead(this.function);
+  }
+
+  /** Sets an environment variable that carries no access (a URL, a limit). */
+  setEnvironment(variable: string, value: string): void {
+    this.function.addEnvironment(variable, value);
+  }
+}
+
+/** Props of {@link KernelFunctions}. */
+export interface KernelFunctionsProps {
+  settings: Settings;
+  table: KernelTable;
+  /** The backend's credentials secret (gateway token or kubeconfig), when there is one. */
+  backendSecret?: { variable: string; secret: ISecret };
+}
+
+/**
+ * The eight functions, their shared configuration (backend, limits, kernel env) and their
+ * per-function access. The queue and the reaper schedule bind to these in their own constructs.
+ */
+export class KernelFunctions extends Construct {
+  readonly byName: Record<FunctionName, PyboxFunction>;
+  /** The security group of the functions, when they run in a VPC. */
+  readonly securityGroups: ISecurityGroup[];
+
+  constructor(scope: Construct, id: string, props: KernelFunctionsProps) {
+    super(scope, id);
+    const { settings } = props;
+    const network = settings.vpc ? this.network(settings.vpc) : undefined;
+    this.securityGroups = network?.securityGroups ?? [];
+    const all = specs(settings);
+    const made: Partial<Record<FunctionName, PyboxFunction>> = {};
+    for (const name of FUNCTION_NAMES) {
+      const spec = all[name];
+      const fn = new PyboxFunction(this, capitalise(name), {
+        name,
+        settings,
+        description: spec.description,
+        timeout: spec.timeout,
+        environment: sharedEnvironment(settings, name),
+        ...(network ? { network } : {}),
+      });
+      fn.bindTable(props.table, spec.table);
+      if (props.backendSecret) {
+        const { variable, secret } = props.backendSecret;
+        // Every function's config names the secret (it is validated at cold start); only those
+        // that talk to the backend may read it.
+        if (spec.backend) fn.bindSecret(variable, secret);
+        else fn.setEnvironment(variable, secret.secretArn);
+      }
+      made[name] = fn;
+    }
+    this.byName = made as Record<FunctionName, PyboxFunction>;
+  }
+
+  /** The existing VPC, imported from ids (no lookup), and the functions' security groups. */
+  private network(vpc: VpcSettings): { vpc: IVpc; securityGroups: ISecurityGroup[] } {
+    const imported = Vpc.fromVpcAttributes(this, "Vpc", {
+      vpcId: vpc.vpcId,
+      availabilityZones: vpc.availabilityZones,
+      privateSubnetIds: vpc.privateSubnetIds,
+    });
+    // The functions only place their network interfaces in these subnets; no route table is read.
+    for (const subnet of imported.privateSubnets) {
+      Annotations.of(subnet).acknowledgeWarning(
+        "@aws-cdk/aws-ec2:noSubnetRouteTableId",
+        "Subnets are imported by id for the functions' network interfaces only; their route tables are never read.",
+      );
+    }
+    const securityGroups = vpc.securityGroupIds
+      ? vpc.securityGroupIds.map((sgId, i) =>
+          SecurityGroup.fromSecurityGroupId(this, `SecurityGroup${i}`, sgId),
+        )
+      : [
+          new SecurityGroup(this, "SecurityGroup", {
+            vpc: imported,
+            description: "pybox functions: no inbound; outbound to AWS APIs, the gateway or the kernel pods",
+            allowAllOutbound: true,
+          }),
+        ];
+    return { vpc: imported, securityGroups };
+  }
+}
+
+/**
+ * The configuration every function reads (`lib/config.ts` validates it at cold start, so each
+ * function needs the whole backend configuration even when it never calls the backend).
+ */
+function sharedEnvironment(settings: Settings, name: FunctionName): Record<string, string> {
+  const env: Record<string, string> = {
+    NODE_OPTIONS: "--enable-source-maps",
+    POWERTOOLS_SERVICE_NAME: "pybox",
+    PYBOX_BACKEND: settings.backend,
+    PYBOX_MAX_ASYNC_RUN_TIMEOUT_MS: String(
+      Duration.minutes(settings.consumerTimeoutMinutes).minus(ASYNC_RUN_MARGIN).toMilliseconds(),
+    ),
+  };
+  // Behind the API a run or a start must end before the 29 s function timeout. The consumer and
+  // the reaper have minutes and keep the library's defaults (a queued run without `timeoutMs` gets
+  // the default run timeout, bounded by PYBOX_MAX_ASYNC_RUN_TIMEOUT_MS).
+  if (name !== "queue" && name !== "reaper") {
+    env.PYBOX_RUN_TIMEOUT_MS = String(SYNC_LIMIT_MS);
+    env.PYBOX_MAX_RUN_TIMEOUT_MS = String(SYNC_LIMIT_MS);
+    env.PYBOX_START_TIMEOUT_MS = String(SYNC_LIMIT_MS);
+  }
+  if (Object.keys(settings.kernelEnv).length > 0) env.PYBOX_KERNEL_ENV = JSON.stringify(settings.kernelEnv);
+  if (settings.gateway) env.PYBOX_GATEWAY_URL = settings.gateway.url;
+  if (settings.cluster) {
+    env.PYBOX_CLUSTER_NAMESPACE = settings.cluster.namespace;
+    const auth = settings.cluster.auth;
+    if (auth.kind === "eks") {
+      env.PYBOX_EKS_CLUSTER = auth.cluster;
+      env.PYBOX_EKS_ENDPOINT = auth.endpoint;
+      env.PYBOX_EKS_CA = auth.caData;
+    }
+  }
+  if (name === "reaper") env.PYBOX_IDLE_TIMEOUT_SECONDS = String(settings.idleTimeoutMinutes * 60);
+  return env;
+}
+
+function capitalise(name: string): string {
+  return name.charAt(0).toUpperCase() + name.slice(1);
+}

@@ -1,0 +1,104 @@
+import assert from "node:assert/strict";
+import { before, describe, it } from "node:test";
+import { Annotations, Match } from "aws-cdk-lib/assertions";
+import { ROUTES } from "../../lib/http/routes.ts";
+import { FUNCTION_NAMES, GATEWAY_CONTEXT, nagFindings, type Synthesized, synthesize } from "./harness.ts";
+
+const TOKEN_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:eg-token-AbCdEf";
+
+describe("PyboxStack (gateway backend, JWT, existing secret, VPC, tuned limits)", () => {
+  let s: Synthesized;
+  before(() => {
+    // Values as `-c key=value` gives them: strings, JSON in strings.
+    s = synthesize({
+      ...GATEWAY_CONTEXT,
+      authorizer: "jwt",
+      jwtIssuer: "https://idp.example.com/",
+      jwtAudience: "pybox-api,pybox-agents",
+      gatewayTokenSecretArn: TOKEN_ARN,
+      vpc: JSON.stringify({
+        vpcId: "vpc-0123456789abcdef0",
+        availabilityZones: ["eu-west-1a"],
+        privateSubnetIds: ["subnet-0aaaaaaaaaaaaaaaa"],
+        securityGroupIds: ["sg-0123456789abcdef0"],
+      }),
+      consumerTimeoutMinutes: "10",
+      queueBatchSize: "5",
+      reaperRate: "10",
+      idleTimeoutMinutes: "30",
+      logRetentionDays: "7",
+      memoryMb: "2048",
+      throttle: '{"rate": 20, "burst": 40}',
+    });
+  });
+
+  it("authorizes every route with the JWT authorizer for the issuer and audiences", () => {
+    s.template.hasResourceProperties("AWS::ApiGatewayV2::Authorizer", {
+      AuthorizerType: "JWT",
+      IdentitySource: ["$request.header.Authorization"],
+      JwtConfiguration: { Issuer: "https://idp.example.com/", Audience: ["pybox-api", "pybox-agents"] },
+    });
+    const [authorizerId] = Object.keys(s.template.findResources("AWS::ApiGatewayV2::Authorizer"));
+    const routes = Object.values(s.template.findResources("AWS::ApiGatewayV2::Route"));
+    assert.equal(routes.length, ROUTES.length);
+    for (const route of routes) {
+      assert.equal(route.Properties.AuthorizationType, "JWT", route.Properties.RouteKey);
+      assert.deepEqual(route.Properties.AuthorizerId, { Ref: authorizerId }, route.Properties.RouteKey);
+    }
+  });
+
+  it("logs the JWT subject as the caller", () => {
+    s.template.hasResourceProperties("AWS::ApiGatewayV2::Stage", {
+      AccessLogSettings: { Format: Match.stringLikeRegexp("authorizer.claims.sub") },
+      DefaultRouteSettings: { ThrottlingRateLimit: 20, ThrottlingBurstLimit: 40 },
+    });
+  });
+
+  it("uses the operator's token secret instead of making one", () => {
+    s.template.resourceCountIs("AWS::SecretsManager::Secret", 0);
+    const env = (s.functionProps("start").Environment as { Variables: Record<string, unknown> }).Variables;
+    assert.equal(env.PYBOX_GATEWAY_TOKEN_SECRET, TOKEN_ARN);
+    const policies = Object.values(s.template.findResources("AWS::IAM::Policy"));
+    assert.ok(policies.some((p) => JSON.stringify(p).includes(TOKEN_ARN)));
+  });
+
+  it("puts the functions in the given subnets and security groups", () => {
+    s.template.resourceCountIs("AWS::EC2::SecurityGroup", 0);
+    for (const name of FUNCTION_NAMES) {
+      assert.deepEqual(s.functionProps(name).VpcConfig, {
+        SubnetIds: ["subnet-0aaaaaaaaaaaaaaaa"],
+        SecurityGroupIds: ["sg-0123456789abcdef0"],
+      });
+      assert.equal(s.functionProps(name).MemorySize, 2048);
+    }
+  });
+
+  it("derives the consumer's timeout, visibility, batch size and run limit from consumerTimeoutMinutes", () => {
+    assert.equal(s.functionProps("queue").Timeout, 600);
+    const env = (s.functionProps("queue").Environment as { Variables: Record<string, unknown> }).Variables;
+    assert.equal(env.PYBOX_MAX_ASYNC_RUN_TIMEOUT_MS, String(9 * 60_000));
+    s.template.hasResourceProperties("AWS::SQS::Queue", {
+      RedrivePolicy: Match.anyValue(),
+      VisibilityTimeout: 3600,
+    });
+    s.template.hasResourceProperties("AWS::Lambda::EventSourceMapping", { BatchSize: 5 });
+  });
+
+  it("runs the reaper at the given rate with the given idle timeout", () => {
+    s.template.hasResourceProperties("AWS::Events::Rule", { ScheduleExpression: "rate(10 minutes)" });
+    const env = (s.functionProps("reaper").Environment as { Variables: Record<string, unknown> }).Variables;
+    assert.equal(env.PYBOX_IDLE_TIMEOUT_SECONDS, "1800");
+  });
+
+  it("keeps logs for the given retention", () => {
+    const groups = Object.values(s.template.findResources("AWS::Logs::LogGroup"));
+    assert.equal(groups.length, FUNCTION_NAMES.length + 1);
+    for (const group of groups) assert.equal(group.Properties.RetentionInDays, 7);
+  });
+
+  it("has no cdk-nag finding left unacknowledged and no CDK warnings", () => {
+    assert.deepEqual(nagFindings(s), []);
+    Annotations.fromStack(s.stack).hasNoError("*", Match.anyValue());
+    Annotations.fromStack(s.stack).hasNoWarning("*", Match.anyValue());
+  });
+});
