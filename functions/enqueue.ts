@@ -2,9 +2,9 @@ import { getConfig } from "../lib/config.ts";
 import { httpHandler } from "../lib/http/handler.ts";
 import { json } from "../lib/http/responses.ts";
 import { EnqueueBodySchema, KernelPathSchema } from "../lib/http/schemas.ts";
-import { getRuntime } from "../lib/runtime.ts";
+import { getRequestRuntime } from "../lib/runtime.ts";
 
-const { runs } = await getRuntime();
+const { runs } = getRequestRuntime();
 /** JSON escaping can double the code's size; anything beyond that is refused before parsing. */
 const maxBodyBytes = getConfig().run.maxCodeBytes * 2 + 1_024;
 

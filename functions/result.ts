@@ -1,9 +1,9 @@
 import { httpHandler } from "../lib/http/handler.ts";
 import { json } from "../lib/http/responses.ts";
 import { RunPathSchema } from "../lib/http/schemas.ts";
-import { getRuntime } from "../lib/runtime.ts";
+import { getRequestRuntime } from "../lib/runtime.ts";
 
-const { runs } = await getRuntime();
+const { runs } = getRequestRuntime();
 
 /** `GET /kernels/{kernelId}/runs/{runId}`: a queued run's status, and its RunResult once done. */
 export const handler = httpHandler({

@@ -51,6 +51,8 @@ const SPEC = {
   mainFields: ["module", "main"],
   external: [NATIVE_MODULE],
   banner: BANNER,
+  /** Packages replaced by a shim in `infra/shims/` (each shim says why it is safe). */
+  alias: { "whatwg-url": join(PROJECT_ROOT, "infra", "shims", "whatwg-url.cjs") },
 } as const;
 
 /**
@@ -81,6 +83,7 @@ export function esbuildOptions(entry: string, outdir: string, backend: DeployedB
     mainFields: [...SPEC.mainFields],
     external: [...SPEC.external],
     define: defines(backend),
+    alias: { ...SPEC.alias },
     banner: { js: SPEC.banner },
     logLevel: "warning",
   };
@@ -104,6 +107,7 @@ export function lambdaBundling(backend: DeployedBackend, architecture: LambdaArc
     mainFields: [...SPEC.mainFields],
     externalModules: [...SPEC.external],
     define: defines(backend),
+    esbuildArgs: Object.fromEntries(Object.entries(SPEC.alias).map(([from, to]) => [`--alias:${from}`, to])),
     banner: SPEC.banner,
     logLevel: LogLevel.WARNING,
     forceDockerBundling: false,

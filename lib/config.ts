@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseEnv } from "node:util";
-import { z } from "zod";
+import * as z from "zod";
 import { ConfigError } from "./errors.ts";
 
 /** The repository root, for defaults that point at the project's own venv and state folder. */

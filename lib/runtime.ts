@@ -4,6 +4,7 @@ import { type Config, getConfig } from "./config.ts";
 import { ConfigError } from "./errors.ts";
 import type { RunQueue } from "./queue/port.ts";
 import { AsyncRuns } from "./sandbox/async-runs.ts";
+import { RunExecutor } from "./sandbox/run-executor.ts";
 import { SandboxService } from "./sandbox/service.ts";
 import { createDocumentClient, createDynamoClient } from "./store/dynamodb.ts";
 import { KernelStore } from "./store/kernel-store.ts";
@@ -40,10 +41,15 @@ export async function createBackend(config: Config): Promise<Backend> {
   throw new ConfigError(`PYBOX_BACKEND=${config.backend}, but this bundle was built for another backend`);
 }
 
-/** Everything one container serves with: the kernel service and the async-run service. */
-export interface Runtime {
-  sandbox: SandboxService;
+/** What the functions that only queue and read runs need: no backend. */
+export interface RequestRuntime {
   runs: AsyncRuns;
+}
+
+/** Everything one container serves with: kernels, queued runs and their execution. */
+export interface Runtime extends RequestRuntime {
+  sandbox: SandboxService;
+  executor: RunExecutor;
   /** Where queued runs go: SQS, or the dev server's in-process queue. */
   queue: RunQueue;
   /** The one DynamoDB client, shared with Powertools idempotency in the queue consumer. */
@@ -52,18 +58,40 @@ export interface Runtime {
 
 /** Wires config, stores, backend and queue; exported for tests and the dev server. */
 export async function createRuntime(config: Config, queue?: RunQueue): Promise<Runtime> {
+  const { dynamo, kernels, results } = createStores(config);
+  const sandbox = new SandboxService(kernels, await createBackend(config), config);
+  const runQueue = queue ?? lazySqsQueue(config);
+  const runs = new AsyncRuns(results, kernels, runQueue, config);
+  const executor = new RunExecutor(results, sandbox, config);
+  return { sandbox, runs, executor, queue: runQueue, dynamo };
+}
+
+function createStores(config: Config) {
   const dynamo = createDynamoClient(config.dynamodb);
   const documents = createDocumentClient(dynamo);
-  const kernels = new KernelStore(documents, config.table, config.recordTtlSeconds);
-  const sandbox = new SandboxService(kernels, await createBackend(config), config);
-  const results = new RunStore(documents, config.table, config.asyncRun.resultTtlSeconds);
-  const runQueue = queue ?? lazySqsQueue(config);
-  const runs = new AsyncRuns(results, kernels, sandbox, runQueue, config);
-  return { sandbox, runs, queue: runQueue, dynamo };
+  return {
+    dynamo,
+    kernels: new KernelStore(documents, config.table, config.recordTtlSeconds),
+    results: new RunStore(documents, config.table, config.asyncRun.resultTtlSeconds),
+  };
 }
 
 let runtime: Promise<Runtime> | undefined;
+let requestRuntime: RequestRuntime | undefined;
 let queueOverride: RunQueue | undefined;
+
+/**
+ * The runtime of `POST …/runs` and `GET …/runs/{runId}`: stores and the queue, never a backend,
+ * so their bundles carry no backend code (the bundler drops what only `getRuntime` reaches).
+ */
+export function getRequestRuntime(): RequestRuntime {
+  if (!requestRuntime) {
+    const config = getConfig();
+    const { kernels, results } = createStores(config);
+    requestRuntime = { runs: new AsyncRuns(results, kernels, queueOverride ?? lazySqsQueue(config), config) };
+  }
+  return requestRuntime;
+}
 
 /**
  * The runtime of this container, built on first use (cold start) and reused by every invocation.

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ApiException } from "@kubernetes/client-node";
-import { z } from "zod";
+import * as z from "zod";
 import { deferred, within } from "../async.ts";
 import {
   BackendError,

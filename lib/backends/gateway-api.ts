@@ -1,7 +1,7 @@
 import { URLExt } from "@jupyterlab/coreutils";
 import { KernelAPI, ServerConnection } from "@jupyterlab/services";
 import WebSocket from "ws";
-import { z } from "zod";
+import * as z from "zod";
 import {
   BackendError,
   BackendUnavailableError,

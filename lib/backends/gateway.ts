@@ -3,7 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { KernelMessage } from "@jupyterlab/services";
 import { KernelConnection } from "@jupyterlab/services";
 import type { IKernelConnection } from "@jupyterlab/services/lib/kernel/kernel.js";
-import { z } from "zod";
+import * as z from "zod";
 import { deferred, within } from "../async.ts";
 import { BackendUnavailableError, KernelDiedError, KernelStuckError } from "../errors.ts";
 import type { JupyterMessage } from "../jupyter/messages.ts";

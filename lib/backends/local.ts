@@ -4,7 +4,7 @@ import { closeSync, constants, openSync } from "node:fs";
 import { access, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { z } from "zod";
+import * as z from "zod";
 import { BackendUnavailableError, ConfigError, KernelDiedError } from "../errors.ts";
 import { KernelClient } from "../jupyter/client.ts";
 import { type ConnectionInfo, ConnectionInfoSchema, hasAllPorts } from "../jupyter/connection.ts";

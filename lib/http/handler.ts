@@ -1,6 +1,6 @@
 import middy from "@middy/core";
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from "aws-lambda";
-import type { z } from "zod";
+import type * as z from "zod";
 import { PayloadTooLargeError, ValidationError } from "../errors.ts";
 import { httpErrorHandler } from "./error-handler.ts";
 import { callerOf } from "./identity.ts";

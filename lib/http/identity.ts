@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { UnauthenticatedError } from "../errors.ts";
 
 const Principal = z.string().trim().min(1).max(1_024);

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import {
   CALLER_ENV_KEY,
   MAX_CALLER_ENV_ENTRIES,

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 
 /**
  * The kernel's connection file, as ipykernel writes it and as the cluster controller annotates it.

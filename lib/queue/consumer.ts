@@ -10,7 +10,7 @@ import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda"
 import { PoisonMessageError, PyboxError, RetryLaterError, ValidationError } from "../errors.ts";
 import { logger } from "../logger.ts";
 import type { Runtime } from "../runtime.ts";
-import type { AsyncRuns } from "../sandbox/async-runs.ts";
+import type { RunExecutor } from "../sandbox/run-executor.ts";
 import type { SandboxService } from "../sandbox/service.ts";
 import { TABLE_KEYS } from "../store/dynamodb.ts";
 import { type QueueMessage, QueueMessageSchema } from "./messages.ts";
@@ -19,7 +19,7 @@ import type { RunQueue } from "./port.ts";
 /** What the consumer drives: the same services as the HTTP functions, and the queue to hand back to. */
 export interface ConsumerDependencies {
   sandbox: SandboxService;
-  runs: AsyncRuns;
+  executor: RunExecutor;
   queue: RunQueue;
   /** Where handled message ids are remembered (the one table, under their own partition). */
   persistence: BasePersistenceLayer;
@@ -117,7 +117,7 @@ async function dispatch(deps: ConsumerDependencies, delivery: Delivery): Promise
       return { created, state: kernel.state };
     }
     case "run":
-      return { status: await deps.runs.execute(message, delivery.id, delivery.deadline) };
+      return { status: await deps.executor.execute(message, delivery.id, delivery.deadline) };
     case "stop":
       await deps.sandbox.stop(message.owner, message.kernelId);
       return { stopped: true };

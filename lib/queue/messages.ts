@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { z } from "zod";
+import * as z from "zod";
 import { CallerEnvSchema, CwdSchema, KernelIdSchema, RunIdSchema } from "../http/schemas.ts";
 
 const Addressed = {

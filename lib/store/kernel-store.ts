@@ -7,7 +7,7 @@ import {
   paginateScan,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
-import { z } from "zod";
+import * as z from "zod";
 import { CorruptRecordError } from "../errors.ts";
 import { ignoreConditionFailed, translateStoreError } from "./errors.ts";
 

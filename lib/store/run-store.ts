@@ -1,5 +1,5 @@
 import { type DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
-import { z } from "zod";
+import * as z from "zod";
 import { ConditionFailedError, CorruptRecordError } from "../errors.ts";
 import type { RunResult } from "../jupyter/run-result.ts";
 import { ignoreConditionFailed, translateStoreError } from "./errors.ts";

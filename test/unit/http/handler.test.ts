@@ -6,7 +6,7 @@ import type {
   APIGatewayProxyStructuredResultV2,
   Context,
 } from "aws-lambda";
-import { z } from "zod";
+import * as z from "zod";
 import { NotFoundError } from "../../../lib/errors.ts";
 import { type HttpLambda, type HttpRequest, httpHandler } from "../../../lib/http/handler.ts";
 import { json } from "../../../lib/http/responses.ts";
