@@ -48,29 +48,23 @@ export const REAPER_TIMEOUT = Duration.minutes(5);
 /** How much of the table a function may touch. */
 export type TableAccess = "read" | "read-write" | "read-write-scan";
 
+const READ_ACTIONS = [
+  "dynamodb:GetItem",
+  "dynamodb:BatchGetItem",
+  "dynamodb:Query",
+  "dynamodb:ConditionCheckItem",
+];
+const WRITE_ACTIONS = [
+  "dynamodb:PutItem",
+  "dynamodb:UpdateItem",
+  "dynamodb:DeleteItem",
+  "dynamodb:BatchWriteItem",
+];
+
 const TABLE_ACTIONS: Record<TableAccess, string[]> = {
-  read: ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:ConditionCheckItem"],
-  "read-write": [
-    "dynamodb:GetItem",
-    "dynamodb:BatchGetItem",
-    "dynamodb:Query",
-    "dynamodb:ConditionCheckItem",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:DeleteItem",
-    "dynamodb:BatchWriteItem",
-  ],
-  "read-write-scan": [
-    "dynamodb:GetItem",
-    "dynamodb:BatchGetItem",
-    "dynamodb:Query",
-    "dynamodb:ConditionCheckItem",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:DeleteItem",
-    "dynamodb:BatchWriteItem",
-    "dynamodb:Scan",
-  ],
+  read: READ_ACTIONS,
+  "read-write": [...READ_ACTIONS, ...WRITE_ACTIONS],
+  "read-write-scan": [...READ_ACTIONS, ...WRITE_ACTIONS, "dynamodb:Scan"],
 };
 
 /** What one function is: its purpose, its time limit, and what it may touch. */

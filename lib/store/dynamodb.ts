@@ -19,3 +19,8 @@ export function createDocumentClient(client: DynamoDBClient): DynamoDBDocumentCl
     marshallOptions: { removeUndefinedValues: true, convertClassInstanceToMap: false },
   });
 }
+
+/** The TTL attribute's value for an item kept `ttlSeconds` from now (epoch seconds, as DynamoDB TTL wants). */
+export function expiresIn(ttlSeconds: number): number {
+  return Math.floor(Date.now() / 1000) + ttlSeconds;
+}

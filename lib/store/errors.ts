@@ -17,3 +17,12 @@ export function translateStoreError(error: unknown): Error {
 export function ignoreConditionFailed(error: unknown): void {
   if (!(error instanceof ConditionFailedError)) throw error;
 }
+
+/** Runs one DynamoDB call, translating what it throws (see {@link translateStoreError}). */
+export async function storeCall<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    throw translateStoreError(error);
+  }
+}

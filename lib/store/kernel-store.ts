@@ -9,7 +9,8 @@ import {
 } from "@aws-sdk/lib-dynamodb";
 import * as z from "zod";
 import { CorruptRecordError } from "../errors.ts";
-import { ignoreConditionFailed, translateStoreError } from "./errors.ts";
+import { expiresIn } from "./dynamodb.ts";
+import { ignoreConditionFailed, storeCall, translateStoreError } from "./errors.ts";
 
 const KernelRecordSchema = z.object({
   owner: z.string(),
@@ -54,7 +55,7 @@ export class KernelStore {
   ) {}
 
   async get(owner: string, kernelId: string): Promise<KernelRecord | undefined> {
-    const out = await this.send(() =>
+    const out = await storeCall(() =>
       this.client.send(
         new GetCommand({ TableName: this.table, Key: key(owner, kernelId), ConsistentRead: true }),
       ),
@@ -80,7 +81,7 @@ export class KernelStore {
       lastActivityAt: now,
       startingUntil,
     };
-    await this.send(() =>
+    await storeCall(() =>
       this.client.send(
         new PutCommand({
           TableName: this.table,
@@ -94,7 +95,7 @@ export class KernelStore {
 
   /** Takes over a dead kernel or a stalled start: back to `starting` under a new incarnation. */
   async claim(record: KernelRecord, backend: BackendName, startingUntil: number): Promise<KernelRecord> {
-    const out = await this.send(() =>
+    const out = await storeCall(() =>
       this.client.send(
         new UpdateCommand({
           TableName: this.table,
@@ -121,7 +122,7 @@ export class KernelStore {
 
   /** Records the started kernel; fails if someone else took the record over meanwhile. */
   async complete(record: KernelRecord, ref: Record<string, unknown>): Promise<KernelRecord> {
-    const out = await this.send(() =>
+    const out = await storeCall(() =>
       this.client.send(
         new UpdateCommand({
           TableName: this.table,
@@ -155,7 +156,7 @@ export class KernelStore {
     leaseId: string,
     leaseUntil: number,
   ): Promise<KernelRecord> {
-    const out = await this.send(() =>
+    const out = await storeCall(() =>
       this.client.send(
         new UpdateCommand({
           TableName: this.table,
@@ -182,7 +183,7 @@ export class KernelStore {
 
   /** Gives the lease back; a lease already taken over or a record already gone is fine. */
   async releaseLease(owner: string, kernelId: string, leaseId: string): Promise<void> {
-    await this.send(() =>
+    await storeCall(() =>
       this.client.send(
         new UpdateCommand({
           TableName: this.table,
@@ -197,7 +198,7 @@ export class KernelStore {
 
   /** Marks this incarnation dead (a newer kernel under the same id is left alone). */
   async markDead(record: KernelRecord): Promise<void> {
-    await this.send(() =>
+    await storeCall(() =>
       this.client.send(
         new UpdateCommand({
           TableName: this.table,
@@ -213,7 +214,7 @@ export class KernelStore {
 
   /** Drops the lease of this incarnation: its holder is known gone (the dev server after a crash). */
   async clearLease(record: KernelRecord): Promise<void> {
-    await this.send(() =>
+    await storeCall(() =>
       this.client.send(
         new UpdateCommand({
           TableName: this.table,
@@ -231,7 +232,7 @@ export class KernelStore {
    * how a failed start is abandoned.
    */
   async delete(record: KernelRecord): Promise<void> {
-    await this.send(() =>
+    await storeCall(() =>
       this.client.send(
         new DeleteCommand({
           TableName: this.table,
@@ -249,7 +250,7 @@ export class KernelStore {
    */
   async deleteIdle(record: KernelRecord): Promise<boolean> {
     try {
-      await this.send(() =>
+      await storeCall(() =>
         this.client.send(
           new DeleteCommand({
             TableName: this.table,
@@ -292,15 +293,7 @@ export class KernelStore {
   }
 
   private expiry(): number {
-    return Math.floor(Date.now() / 1000) + this.ttlSeconds;
-  }
-
-  private async send<T>(call: () => Promise<T>): Promise<T> {
-    try {
-      return await call();
-    } catch (error) {
-      throw translateStoreError(error);
-    }
+    return expiresIn(this.ttlSeconds);
   }
 }
 

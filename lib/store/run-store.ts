@@ -2,7 +2,8 @@ import { type DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } fr
 import * as z from "zod";
 import { ConditionFailedError, CorruptRecordError } from "../errors.ts";
 import type { RunResult } from "../jupyter/run-result.ts";
-import { ignoreConditionFailed, translateStoreError } from "./errors.ts";
+import { expiresIn } from "./dynamodb.ts";
+import { ignoreConditionFailed, storeCall } from "./errors.ts";
 
 const RunResultSchema = z.object({
   status: z.enum(["ok", "error", "timeout"]),
@@ -77,7 +78,7 @@ export class RunStore {
       createdAt: new Date().toISOString(),
     };
     try {
-      await this.send(() =>
+      await storeCall(() =>
         this.client.send(
           new PutCommand({
             TableName: this.table,
@@ -96,7 +97,7 @@ export class RunStore {
   }
 
   async get(owner: string, kernelId: string, runId: string): Promise<RunRecord | undefined> {
-    const out = await this.send(() =>
+    const out = await storeCall(() =>
       this.client.send(
         new GetCommand({ TableName: this.table, Key: key(owner, kernelId, runId), ConsistentRead: true }),
       ),
@@ -118,7 +119,7 @@ export class RunStore {
   ): Promise<ClaimOutcome> {
     const now = new Date().toISOString();
     try {
-      const out = await this.send(() =>
+      const out = await storeCall(() =>
         this.client.send(
           new UpdateCommand({
             TableName: this.table,
@@ -154,7 +155,7 @@ export class RunStore {
 
   /** Puts a run this attempt took but never sent back to `queued`, for a later delivery. */
   async release(record: RunRecord, attempt: string): Promise<void> {
-    await this.send(() =>
+    await storeCall(() =>
       this.client.send(
         new UpdateCommand({
           TableName: this.table,
@@ -170,7 +171,7 @@ export class RunStore {
 
   /** Stores how the run ended; only the attempt holding it can. */
   async finish(record: RunRecord, attempt: string, outcome: RunOutcome): Promise<void> {
-    await this.send(() =>
+    await storeCall(() =>
       this.client.send(
         new UpdateCommand({
           TableName: this.table,
@@ -200,7 +201,7 @@ export class RunStore {
    * unknown, so it is never run again; it ends as an error that says so.
    */
   async markLost(record: RunRecord, message: string): Promise<void> {
-    await this.send(() =>
+    await storeCall(() =>
       this.client.send(
         new UpdateCommand({
           TableName: this.table,
@@ -222,15 +223,7 @@ export class RunStore {
   }
 
   private expiry(): number {
-    return Math.floor(Date.now() / 1000) + this.ttlSeconds;
-  }
-
-  private async send<T>(call: () => Promise<T>): Promise<T> {
-    try {
-      return await call();
-    } catch (error) {
-      throw translateStoreError(error);
-    }
+    return expiresIn(this.ttlSeconds);
   }
 }
 
