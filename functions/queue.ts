@@ -3,4 +3,4 @@ import { runtimeConsumer } from "../lib/queue/consumer.ts";
 import { getRuntime } from "../lib/runtime.ts";
 
 /** The run queue's consumer (SQS event source with partial batch responses). */
-export const handler = runtimeConsumer(await getRuntime(), getConfig().table);
+export const handler = runtimeConsumer(await getRuntime(), getConfig());

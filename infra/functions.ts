@@ -42,6 +42,9 @@ export const SYNC_LIMIT_MS = 25_000;
 /** Queued runs stop this long before the consumer's own timeout, to store their result. */
 export const ASYNC_RUN_MARGIN = Duration.minutes(1);
 
+/** `PYBOX_RECORD_TTL_SECONDS`'s default in `lib/config.ts`: a week. */
+const DEFAULT_RECORD_TTL_SECONDS = 7 * 24 * 3600;
+
 /** The reaper's timeout: enough to stop a few hundred idle kernels in one pass. */
 export const REAPER_TIMEOUT = Duration.minutes(5);
 
@@ -299,7 +302,10 @@ function sharedEnvironment(settings: Settings, name: FunctionName): Record<strin
       env.PYBOX_EKS_CA = auth.caData;
     }
   }
-  if (name === "reaper") env.PYBOX_IDLE_TIMEOUT_SECONDS = String(settings.idleTimeoutMinutes * 60);
+  const idleSeconds = settings.idleTimeoutMinutes * 60;
+  if (name === "reaper") env.PYBOX_IDLE_TIMEOUT_SECONDS = String(idleSeconds);
+  // A kernel record must outlive the idle time, or TTL would drop a live kernel's record first.
+  if (idleSeconds * 2 > DEFAULT_RECORD_TTL_SECONDS) env.PYBOX_RECORD_TTL_SECONDS = String(idleSeconds * 2);
   return env;
 }
 

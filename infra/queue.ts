@@ -76,10 +76,13 @@ export class RunQueue extends Construct {
   /**
    * Makes the function the queue's consumer: an event source mapping with partial batch responses
    * (its grant includes `sqs:ChangeMessageVisibility`, which the consumer uses to retry a message
-   * whose kernel is busy soon rather than after the full visibility timeout) and `PYBOX_QUEUE_URL`.
+   * whose kernel is busy soon rather than after the full visibility timeout), `PYBOX_QUEUE_URL`,
+   * and the redrive limit, so the consumer closes a run on its last delivery instead of leaving it
+   * `queued` behind a dead-lettered message.
    */
   bindConsumer(fn: PyboxFunction, batchSize: number): void {
     fn.setEnvironment("PYBOX_QUEUE_URL", this.queue.queueUrl);
+    fn.setEnvironment("PYBOX_QUEUE_MAX_RECEIVES", String(MAX_RECEIVE_COUNT));
     fn.function.addEventSource(new SqsEventSource(this.queue, { batchSize, reportBatchItemFailures: true }));
   }
 }

@@ -58,6 +58,7 @@ const EnvSchema = z.object({
   PYBOX_RECORD_TTL_SECONDS: int(60, 365 * 24 * 3600, 7 * 24 * 3600),
   PYBOX_QUEUE_URL: optionalText.pipe(z.url({ protocol: /^https?$/ }).optional()),
   PYBOX_SQS_ENDPOINT: optionalText.pipe(z.url().optional()),
+  PYBOX_QUEUE_MAX_RECEIVES: int(1, 1_000, 5),
   PYBOX_MAX_ASYNC_RUN_TIMEOUT_MS: int(100, 15 * 60_000, 14 * 60_000),
   PYBOX_MAX_ASYNC_RESULT_BYTES: int(10_000, 350_000, 300_000),
   PYBOX_RUN_RESULT_TTL_SECONDS: int(60, 30 * 24 * 3600, 24 * 3600),
@@ -120,6 +121,8 @@ export interface Config {
   /** Where queued runs go; the URL is unset under `npm start`, which queues in-process. */
   queue: {
     url?: string;
+    /** The queue's redrive `maxReceiveCount`: the consumer's last chance to close a run it must give up. */
+    maxReceives: number;
     endpoint?: string;
     region?: string;
     credentials?: { accessKeyId: string; secretAccessKey: string };
@@ -151,6 +154,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const e = parsed.data;
   if (e.PYBOX_RUN_TIMEOUT_MS > e.PYBOX_MAX_RUN_TIMEOUT_MS) {
     throw new ConfigError("invalid configuration: PYBOX_RUN_TIMEOUT_MS exceeds PYBOX_MAX_RUN_TIMEOUT_MS");
+  }
+  if (e.PYBOX_RECORD_TTL_SECONDS <= e.PYBOX_IDLE_TIMEOUT_SECONDS) {
+    throw new ConfigError(
+      "invalid configuration: PYBOX_RECORD_TTL_SECONDS must exceed PYBOX_IDLE_TIMEOUT_SECONDS (a record must outlive the idle time, or TTL would drop a live kernel's record before the reaper stops it)",
+    );
   }
   const stateDir = resolve(e.PYBOX_STATE_DIR ?? join(PROJECT_ROOT, ".pybox"));
   if (e.PYBOX_BACKEND === "gateway" && !e.PYBOX_GATEWAY_URL) {
@@ -185,6 +193,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       resultTtlSeconds: e.PYBOX_RUN_RESULT_TTL_SECONDS,
     },
     queue: {
+      maxReceives: e.PYBOX_QUEUE_MAX_RECEIVES,
       ...(e.PYBOX_QUEUE_URL ? { url: e.PYBOX_QUEUE_URL } : {}),
       ...(e.PYBOX_SQS_ENDPOINT ? { endpoint: e.PYBOX_SQS_ENDPOINT } : {}),
       ...(e.AWS_REGION ? { region: e.AWS_REGION } : {}),

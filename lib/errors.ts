@@ -196,6 +196,12 @@ export class KernelStuckError extends PyboxError {
   }
 }
 
+/** DynamoDB refused a write as too large for one item (400 KB): retrying the same write cannot help. */
+export class ItemTooLargeError extends PyboxError {
+  readonly code = "INTERNAL";
+  override readonly expose = false;
+}
+
 /** A stored record or ref this code cannot read (a newer schema, another backend, a hand edit). */
 export class CorruptRecordError extends PyboxError {
   readonly code = "INTERNAL";

@@ -18,8 +18,8 @@ export interface LocalStack {
   sandbox: SandboxService;
   /** The in-process run queue (`POST /kernels/{id}/runs` lands here). */
   queue: InProcessQueue;
-  /** Kernels found from an earlier run of this state folder. */
-  recovered: { reattached: number; cleaned: number };
+  /** Kernels (and queued runs, closed as lost) found from an earlier run of this state folder. */
+  recovered: { reattached: number; cleaned: number; abandonedRuns: number };
   /** Stops the HTTP server, every kernel, and DynamoDB; resolves with how many kernels it stopped. */
   close(): Promise<number>;
 }
@@ -34,7 +34,7 @@ export async function startLocalStack(config: Config): Promise<LocalStack> {
   setConfig({ ...config, dynamodb: { ...LOCAL_AWS, endpoint: dynamo.endpoint } });
   await ensureTable(dynamo.endpoint, config.table);
 
-  const queue = new InProcessQueue();
+  const queue = new InProcessQueue({ maxReceiveCount: config.queue.maxReceives });
   const { getRuntime, setRunQueue } = await import("../runtime.ts");
   setRunQueue(queue);
   const handlers: Record<RouteFunction, HttpLambda> = {
@@ -47,8 +47,8 @@ export async function startLocalStack(config: Config): Promise<LocalStack> {
   };
   queue.attach((await import("../../functions/queue.ts")).handler);
   const reap = (await import("../../functions/reaper.ts")).handler;
-  const { sandbox } = await getRuntime();
-  const recovered = await sandbox.recover();
+  const { sandbox, runs } = await getRuntime();
+  const recovered = { ...(await sandbox.recover()), abandonedRuns: await runs.abandonUnfinished() };
   const server = await startDevServer(handlers, { port: config.port });
   const reaper = setInterval(() => {
     reap({}, lambdaContext("reaper", REAPER_INTERVAL_MS)).catch((error: unknown) =>

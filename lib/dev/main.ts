@@ -11,10 +11,15 @@ async function main(): Promise<void> {
   if (config.local.python.startsWith(VENV_DIR)) await ensurePythonEnv(KERNEL_ENV);
 
   const stack = await startLocalStack(config);
-  const { reattached, cleaned } = stack.recovered;
+  const { reattached, cleaned, abandonedRuns } = stack.recovered;
   if (reattached + cleaned > 0) {
     console.log(
       `Found kernels from an earlier run: ${reattached} re-attached, ${cleaned} dead ones cleaned up.`,
+    );
+  }
+  if (abandonedRuns > 0) {
+    console.log(
+      `Closed ${abandonedRuns} queued run(s) of the earlier run as RUN_LOST: its queue was in memory.`,
     );
   }
   console.log(

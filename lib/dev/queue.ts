@@ -6,7 +6,10 @@ import { messageGroupOf, type QueueMessage } from "../queue/messages.ts";
 import type { RunQueue } from "../queue/port.ts";
 import { lambdaContext } from "./lambda-context.ts";
 
-/** How an in-process queue behaves; the defaults mirror the deployed FIFO queue. */
+/**
+ * How an in-process queue behaves. The receive limit is the deployed queue's; the visibility timeout
+ * is shorter than its 90 minutes, since the consumer hands failed messages back itself anyway.
+ */
 export interface InProcessQueueOptions {
   /** Receives before a failing message moves to the dead-letter list. */
   maxReceiveCount?: number;

@@ -7,6 +7,7 @@ import {
 import { DynamoDBPersistenceLayer } from "@aws-lambda-powertools/idempotency/dynamodb";
 import type { BasePersistenceLayer } from "@aws-lambda-powertools/idempotency/persistence";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
+import type { Config } from "../config.ts";
 import { PoisonMessageError, PyboxError, RetryLaterError, ValidationError } from "../errors.ts";
 import { logger } from "../logger.ts";
 import type { Runtime } from "../runtime.ts";
@@ -23,8 +24,10 @@ export interface ConsumerDependencies {
   queue: RunQueue;
   /** Where handled message ids are remembered (the one table, under their own partition). */
   persistence: BasePersistenceLayer;
-  /** How long a handled message id is remembered. */
-  rememberSeconds?: number;
+  /** How long a handled message id is remembered: no longer than its run record is kept. */
+  rememberSeconds: number;
+  /** Receives after which the queue moves a message to its dead-letter queue. */
+  maxReceives: number;
 }
 
 /** The Lambda signature of an SQS consumer with partial batch responses. */
@@ -39,6 +42,7 @@ interface Delivery {
   message: QueueMessage;
   id: string;
   deadline: number;
+  finalDelivery: boolean;
 }
 
 /**
@@ -53,7 +57,7 @@ interface Delivery {
 export function queueConsumer(deps: ConsumerDependencies): QueueLambda {
   const config = new IdempotencyConfig({
     eventKeyJmesPath: "key",
-    expiresAfterSeconds: deps.rememberSeconds ?? 24 * 3600,
+    expiresAfterSeconds: deps.rememberSeconds,
   });
   const handleOnce = makeIdempotent((delivery: Delivery) => dispatch(deps, delivery), {
     persistenceStore: deps.persistence,
@@ -70,7 +74,8 @@ export function queueConsumer(deps: ConsumerDependencies): QueueLambda {
         const message = parse(record);
         const id = message.action === "run" ? (message.runId ?? record.messageId) : record.messageId;
         const key = JSON.stringify([message.owner, message.kernelId, message.action, id]);
-        return await handleOnce({ key, message, id, deadline });
+        const receives = Number(record.attributes.ApproximateReceiveCount) || 1;
+        return await handleOnce({ key, message, id, deadline, finalDelivery: receives >= deps.maxReceives });
       } catch (error) {
         delays.set(record.messageId, retryDelaySeconds(error, record));
         logFailure(error, record);
@@ -91,9 +96,15 @@ export function queueConsumer(deps: ConsumerDependencies): QueueLambda {
  * The consumer of a container's runtime. Handled message ids live in the one table under their
  * own partition, expiring through the table's TTL attribute.
  */
-export function runtimeConsumer(runtime: Runtime, table: string): QueueLambda {
+export function runtimeConsumer(
+  runtime: Runtime,
+  config: Pick<Config, "table" | "queue" | "asyncRun">,
+): QueueLambda {
+  const { table } = config;
   return queueConsumer({
     ...runtime,
+    rememberSeconds: Math.min(24 * 3600, config.asyncRun.resultTtlSeconds),
+    maxReceives: config.queue.maxReceives,
     persistence: new DynamoDBPersistenceLayer({
       tableName: table,
       keyAttr: TABLE_KEYS.partition,
@@ -117,7 +128,13 @@ async function dispatch(deps: ConsumerDependencies, delivery: Delivery): Promise
       return { created, state: kernel.state };
     }
     case "run":
-      return { status: await deps.executor.execute(message, delivery.id, delivery.deadline) };
+      return {
+        status: await deps.executor.execute(message, {
+          runId: delivery.id,
+          deadline: delivery.deadline,
+          finalDelivery: delivery.finalDelivery,
+        }),
+      };
     case "stop":
       await deps.sandbox.stop(message.owner, message.kernelId);
       return { stopped: true };

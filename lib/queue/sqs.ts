@@ -12,7 +12,7 @@ export class SqsRunQueue implements RunQueue {
   constructor(options: Config["queue"]) {
     if (!options.url) throw new ConfigError("PYBOX_QUEUE_URL is required for queued runs");
     this.url = options.url;
-    const { url: _, ...client } = options;
+    const { url: _, maxReceives: __, ...client } = options;
     this.client = new SQSClient({ ...client, maxAttempts: 4, retryMode: "standard" });
   }
 

@@ -79,20 +79,44 @@ export class AsyncRuns {
       }
       if (record.status !== "queued") return toView(record);
     }
+    // Queueing is activity: the reaper must not take the kernel from under a run about to come.
+    await this.kernels.touch(kernel);
     // Sent again for a repeated `queued` run too: if the first POST died between the record and
     // the message, this one completes it; if not, the queue's deduplication drops the copy.
-    await this.queue.send(
-      {
-        action: "run",
-        owner,
-        kernelId,
-        runId,
-        code: request.code,
-        ...(request.timeoutMs === undefined ? {} : { timeoutMs: request.timeoutMs }),
-      },
+    const message = {
+      action: "run" as const,
+      owner,
+      kernelId,
       runId,
-    );
+      code: request.code,
+      ...(request.timeoutMs === undefined ? {} : { timeoutMs: request.timeoutMs }),
+    };
+    try {
+      await this.queue.send(message, runId);
+    } catch (error) {
+      // The caller hears "nothing was queued": the record must not say otherwise.
+      if (created) await this.store.deleteQueued(record);
+      throw error;
+    }
     return toView(record);
+  }
+
+  /**
+   * Closes every run still `queued` or `running`: the dev server's queue lives in memory, so after
+   * a restart none of them will ever be delivered. Returns how many were closed.
+   */
+  async abandonUnfinished(): Promise<number> {
+    let closed = 0;
+    for await (const record of this.store.scanUnfinished()) {
+      await this.store.abandon(
+        record,
+        record.status === "queued"
+          ? "the server stopped before this run was delivered; it was not run"
+          : "the server stopped while this run was under way; its outcome is unknown",
+      );
+      closed++;
+    }
+    return closed;
   }
 
   /** The caller's queued run; another caller's is answered like one that does not exist. */

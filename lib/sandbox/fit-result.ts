@@ -4,7 +4,7 @@ import type { RunResult } from "../jupyter/run-result.ts";
 const ENVELOPE_BYTES = 2_048;
 
 /**
- * Cuts a RunResult until its JSON fits `maxBytes`, so a stored result never breaks DynamoDB's
+ * Cuts a RunResult until its stored size fits `maxBytes`, so a stored result never breaks DynamoDB's
  * 400 KB item limit. The collector already capped what the code displayed; what can still be too
  * big is the rest (a huge traceback, many small entries' overhead). Cuts from the end, keeps the
  * error's name and message, and says so with `truncated: true`.
@@ -37,6 +37,27 @@ export function fitResult(result: RunResult, maxBytes: number): RunResult {
   return fitted;
 }
 
+/** The size DynamoDB counts for a result stored as a map attribute. */
 function sizeOf(result: RunResult): number {
-  return Buffer.byteLength(JSON.stringify(result), "utf8");
+  return dynamoSize(result);
+}
+
+/**
+ * An upper estimate of a value's size as a DynamoDB attribute: strings by their UTF-8 bytes,
+ * numbers by their digits (up to 21 bytes), and 3 bytes of overhead per list or map plus 1 per
+ * element. JSON length is not enough: a list of small numbers costs DynamoDB more than its JSON.
+ */
+export function dynamoSize(value: unknown): number {
+  if (typeof value === "string") return Buffer.byteLength(value, "utf8");
+  if (typeof value === "number")
+    return Math.min(21, 2 + Math.ceil(String(value).replace(/[-.+e]/g, "").length / 2));
+  if (value === null || value === undefined || typeof value === "boolean") return 1;
+  if (Array.isArray(value)) return value.reduce<number>((sum, item) => sum + 1 + dynamoSize(item), 3);
+  if (typeof value === "object") {
+    let size = 3;
+    for (const [key, item] of Object.entries(value))
+      size += Buffer.byteLength(key, "utf8") + 1 + dynamoSize(item);
+    return size;
+  }
+  return Buffer.byteLength(String(value), "utf8");
 }

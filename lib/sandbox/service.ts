@@ -70,6 +70,8 @@ export interface RunLimits {
   maxTimeoutMs?: number;
   /** A tighter output cap than the configured one (a stored result must fit a DynamoDB item). */
   maxOutputBytes?: number;
+  /** How long to wait for a kernel another run holds, instead of the configured wait. */
+  busyWaitMs?: number;
 }
 
 /** The limits and waits the service applies: exactly these parts of `Config`. */
@@ -165,7 +167,7 @@ export class SandboxService {
     }
     const budget =
       (deadline ?? Number.POSITIVE_INFINITY) - Date.now() - run.interruptGraceMs - DEADLINE_RESERVE_MS;
-    const busyWaitMs = Math.max(0, Math.min(run.busyWaitMs, budget - 1_000));
+    const busyWaitMs = Math.max(0, Math.min(limits.busyWaitMs ?? run.busyWaitMs, budget - 1_000));
     const leaseId = randomUUID();
     const lease = this.acquire(
       owner,
@@ -285,11 +287,13 @@ export class SandboxService {
     const report: ReapReport = { idle: 0, dead: 0, forgotten: 0, stalled: 0, orphans: 0 };
     const inventory = this.backend.inventory;
     const known = new Set<string>();
+    let unreadable = 0;
     const now = Date.now();
-    for await (const record of this.store.scanAll()) {
+    for await (const record of this.store.scanAll(() => unreadable++)) {
       if (record.backend !== this.backend.name) continue;
       const ref = this.readableRef(record);
       if (ref && inventory) known.add(inventory.keyOf(ref));
+      if (!ref && record.ref !== undefined) unreadable++;
       const idle = now - Date.parse(record.lastActivityAt) > idleMs;
       if (record.state === "starting") {
         if ((record.startingUntil ?? 0) >= now) continue;
@@ -313,7 +317,9 @@ export class SandboxService {
         report.dead++;
       }
     }
-    if (inventory) {
+    if (inventory && unreadable > 0) {
+      logger.warn("orphan sweep skipped: some records could not be read, their kernels could look orphaned");
+    } else if (inventory) {
       const grace = orphanGraceMs ?? this.settings.startTimeoutMs + LEASE_MARGIN_MS;
       for (const kernel of await inventory.list()) {
         if (known.has(inventory.keyOf(kernel.ref)) || now - kernel.startedAt < grace) continue;

@@ -1,4 +1,4 @@
-import { ConditionFailedError, StoreUnavailableError } from "../errors.ts";
+import { ConditionFailedError, ItemTooLargeError, StoreUnavailableError } from "../errors.ts";
 
 /**
  * Translates what the AWS SDK threw into the project's errors: a lost conditional write is an
@@ -9,6 +9,9 @@ export function translateStoreError(error: unknown): Error {
   const name = error instanceof Error ? error.name : "";
   if (name === "ConditionalCheckFailedException" || name === "TransactionCanceledException") {
     return new ConditionFailedError("conditional write lost", { cause: error });
+  }
+  if (name === "ValidationException" && /size/i.test(error instanceof Error ? error.message : "")) {
+    return new ItemTooLargeError("the item exceeds DynamoDB's size limit", { cause: error });
   }
   return new StoreUnavailableError("the kernel store is unavailable", { cause: error, retryAfterSeconds: 2 });
 }

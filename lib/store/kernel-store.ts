@@ -9,8 +9,9 @@ import {
 } from "@aws-sdk/lib-dynamodb";
 import * as z from "zod";
 import { CorruptRecordError } from "../errors.ts";
+import { logger } from "../logger.ts";
 import { expiresIn } from "./dynamodb.ts";
-import { ignoreConditionFailed, storeCall, translateStoreError } from "./errors.ts";
+import { ignoreConditionFailed, storeCall } from "./errors.ts";
 
 const KernelRecordSchema = z.object({
   owner: z.string(),
@@ -181,6 +182,25 @@ export class KernelStore {
     return toRecord(out.Attributes ?? {});
   }
 
+  /** Records activity on this incarnation without taking its lease (a run was queued for it). */
+  async touch(record: KernelRecord): Promise<void> {
+    await storeCall(() =>
+      this.client.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: key(record.owner, record.kernelId),
+          UpdateExpression: "SET lastActivityAt = :now, expiresAt = :exp",
+          ConditionExpression: "incarnation = :incarnation",
+          ExpressionAttributeValues: {
+            ":now": new Date().toISOString(),
+            ":exp": this.expiry(),
+            ":incarnation": record.incarnation,
+          },
+        }),
+      ),
+    ).catch(ignoreConditionFailed);
+  }
+
   /** Gives the lease back; a lease already taken over or a record already gone is fine. */
   async releaseLease(owner: string, kernelId: string, leaseId: string): Promise<void> {
     await storeCall(() =>
@@ -273,7 +293,7 @@ export class KernelStore {
   }
 
   /** Every kernel record of every owner: for the dev server's recovery and the reaper, never per request. */
-  async *scanAll(): AsyncGenerator<KernelRecord> {
+  async *scanAll(onUnreadable?: (error: CorruptRecordError) => void): AsyncGenerator<KernelRecord> {
     const pages = paginateScan(
       { client: this.client },
       {
@@ -282,13 +302,23 @@ export class KernelStore {
         FilterExpression: "begins_with(sk, :kernel)",
         ExpressionAttributeValues: { ":kernel": KERNEL_PREFIX },
       },
-    );
-    try {
-      for await (const page of pages) {
-        for (const item of page.Items ?? []) yield toRecord(item);
+    )[Symbol.asyncIterator]();
+    for (;;) {
+      const page = await storeCall(() => pages.next());
+      if (page.done) return;
+      for (const item of page.value.Items ?? []) {
+        let record: KernelRecord;
+        try {
+          record = toRecord(item);
+        } catch (error) {
+          // One bad item must not stop every scan (the reaper would never cull again).
+          if (!(error instanceof CorruptRecordError)) throw error;
+          logger.error("unreadable kernel record skipped", { error });
+          onUnreadable?.(error);
+          continue;
+        }
+        yield record;
       }
-    } catch (error) {
-      throw translateStoreError(error);
     }
   }
 

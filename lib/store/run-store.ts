@@ -1,6 +1,13 @@
-import { type DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import {
+  DeleteCommand,
+  type DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  paginateScan,
+  UpdateCommand,
+} from "@aws-sdk/lib-dynamodb";
 import * as z from "zod";
-import { ConditionFailedError, CorruptRecordError } from "../errors.ts";
+import { ConditionFailedError, CorruptRecordError, ItemTooLargeError } from "../errors.ts";
 import type { RunResult } from "../jupyter/run-result.ts";
 import { expiresIn } from "./dynamodb.ts";
 import { ignoreConditionFailed, storeCall } from "./errors.ts";
@@ -96,6 +103,21 @@ export class RunStore {
     }
   }
 
+  /** Withdraws a run no consumer has taken (its message could not be sent). */
+  async deleteQueued(record: RunRecord): Promise<void> {
+    await storeCall(() =>
+      this.client.send(
+        new DeleteCommand({
+          TableName: this.table,
+          Key: key(record.owner, record.kernelId, record.runId),
+          ConditionExpression: "#status = :queued AND attribute_not_exists(attempt)",
+          ExpressionAttributeNames: { "#status": "status" },
+          ExpressionAttributeValues: { ":queued": "queued" },
+        }),
+      ),
+    ).catch(ignoreConditionFailed);
+  }
+
   async get(owner: string, kernelId: string, runId: string): Promise<RunRecord | undefined> {
     const out = await storeCall(() =>
       this.client.send(
@@ -126,7 +148,7 @@ export class RunStore {
             Key: key(owner, kernelId, runId),
             UpdateExpression:
               "SET #status = :running, attempt = :attempt, runningUntil = :until, startedAt = :now, #owner = :owner, kernelId = :kernelId, runId = :runId, codeSha256 = if_not_exists(codeSha256, :sha), createdAt = if_not_exists(createdAt, :now), expiresAt = :exp",
-            ConditionExpression: "attribute_not_exists(pk) OR #status = :queued",
+            ConditionExpression: "attribute_not_exists(pk) OR (#status = :queued AND codeSha256 = :sha)",
             ExpressionAttributeNames: { "#status": "status", "#owner": "owner" },
             ExpressionAttributeValues: {
               ":running": "running",
@@ -169,8 +191,29 @@ export class RunStore {
     ).catch(ignoreConditionFailed);
   }
 
-  /** Stores how the run ended; only the attempt holding it can. */
+  /**
+   * Stores how the run ended; only the attempt holding it can. A result DynamoDB still finds too
+   * big is stored without its outputs (`truncated: true`) rather than lost.
+   */
   async finish(record: RunRecord, attempt: string, outcome: RunOutcome): Promise<void> {
+    try {
+      await this.write(record, attempt, outcome);
+    } catch (error) {
+      if (!(error instanceof ItemTooLargeError) || !("result" in outcome)) throw error;
+      const { result } = outcome;
+      const trimmed = result.error && {
+        ename: result.error.ename,
+        evalue: result.error.evalue.slice(0, 4_096),
+        traceback: [],
+      };
+      await this.write(record, attempt, {
+        status: outcome.status,
+        result: { ...result, data: [], error: trimmed, truncated: true },
+      });
+    }
+  }
+
+  private async write(record: RunRecord, attempt: string, outcome: RunOutcome): Promise<void> {
     await storeCall(() =>
       this.client.send(
         new UpdateCommand({
@@ -215,6 +258,50 @@ export class RunStore {
             ":running": "running",
             ":now": new Date().toISOString(),
             ":nowMs": Date.now(),
+            ":lost": { code: "RUN_LOST", message },
+          },
+        }),
+      ),
+    ).catch(ignoreConditionFailed);
+  }
+
+  /**
+   * Runs not yet ended, of every owner: for the dev server, whose in-memory queue a restart
+   * empties. Never per request.
+   */
+  async *scanUnfinished(): AsyncGenerator<RunRecord> {
+    const pages = paginateScan(
+      { client: this.client },
+      {
+        TableName: this.table,
+        ConsistentRead: true,
+        FilterExpression: "begins_with(sk, :run) AND #status IN (:queued, :running)",
+        ExpressionAttributeNames: { "#status": "status" },
+        ExpressionAttributeValues: { ":run": RUN_PREFIX, ":queued": "queued", ":running": "running" },
+      },
+    )[Symbol.asyncIterator]();
+    for (;;) {
+      const page = await storeCall(() => pages.next());
+      if (page.done) return;
+      for (const item of page.value.Items ?? []) yield toRecord(item);
+    }
+  }
+
+  /** Closes a run that will never be delivered, as `error` with code `RUN_LOST` and the reason. */
+  async abandon(record: RunRecord, message: string): Promise<void> {
+    await storeCall(() =>
+      this.client.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: key(record.owner, record.kernelId, record.runId),
+          UpdateExpression:
+            "SET #status = :error, finishedAt = :now, #error = :lost REMOVE attempt, runningUntil",
+          ConditionExpression: "#status = :was",
+          ExpressionAttributeNames: { "#status": "status", "#error": "error" },
+          ExpressionAttributeValues: {
+            ":error": "error",
+            ":was": record.status,
+            ":now": new Date().toISOString(),
             ":lost": { code: "RUN_LOST", message },
           },
         }),

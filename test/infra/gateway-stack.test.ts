@@ -139,6 +139,7 @@ describe("PyboxStack (gateway backend, defaults)", () => {
       assert.equal(env("reaper").PYBOX_IDLE_TIMEOUT_SECONDS, "3600");
       assert.ok(env("queue").PYBOX_QUEUE_URL);
       assert.ok(env("enqueue").PYBOX_QUEUE_URL);
+      assert.equal(env("queue").PYBOX_QUEUE_MAX_RECEIVES, "5", "the consumer knows the redrive limit");
       for (const name of ["start", "get", "stop", "run", "result", "reaper"] as const) {
         assert.equal(
           (s.functionProps(name).Environment as { Variables: Record<string, unknown> }).Variables

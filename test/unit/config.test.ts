@@ -47,7 +47,7 @@ describe("config", () => {
           maxOutputBytes: 4_194_304,
         },
         asyncRun: { maxTimeoutMs: 840_000, maxResultBytes: 300_000, resultTtlSeconds: 86_400 },
-        queue: {},
+        queue: { maxReceives: 5 },
         idleTimeoutSeconds: 3_600,
         startTimeoutMs: 60_000,
         recordTtlSeconds: 604_800,
@@ -78,6 +78,7 @@ describe("config", () => {
         PYBOX_RECORD_TTL_SECONDS: "3600",
         PYBOX_QUEUE_URL: "http://127.0.0.1:9324/000000000000/runs.fifo",
         PYBOX_SQS_ENDPOINT: "http://127.0.0.1:9324",
+        PYBOX_QUEUE_MAX_RECEIVES: "3",
         PYBOX_MAX_ASYNC_RUN_TIMEOUT_MS: "60000",
         PYBOX_MAX_ASYNC_RESULT_BYTES: "20000",
         PYBOX_RUN_RESULT_TTL_SECONDS: "600",
@@ -104,6 +105,7 @@ describe("config", () => {
         },
         asyncRun: { maxTimeoutMs: 60_000, maxResultBytes: 20_000, resultTtlSeconds: 600 },
         queue: {
+          maxReceives: 3,
           url: "http://127.0.0.1:9324/000000000000/runs.fifo",
           endpoint: "http://127.0.0.1:9324",
           region: "eu-west-1",
@@ -114,6 +116,13 @@ describe("config", () => {
         local: { python: "/opt/py/bin/python", stateDir: "/var/pybox" },
         port: 9090,
       });
+    });
+
+    it("refuses a record TTL no longer than the idle time (TTL would drop live kernels' records)", () => {
+      assert.throws(
+        () => loadConfig({ PYBOX_RECORD_TTL_SECONDS: "3600", PYBOX_IDLE_TIMEOUT_SECONDS: "3600" }),
+        /PYBOX_RECORD_TTL_SECONDS must exceed PYBOX_IDLE_TIMEOUT_SECONDS/,
+      );
     });
 
     it("resolves a relative state directory and python to absolute paths", () => {

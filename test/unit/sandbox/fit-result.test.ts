@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { RunResult } from "../../../lib/jupyter/run-result.ts";
-import { fitResult } from "../../../lib/sandbox/fit-result.ts";
+import { dynamoSize, fitResult } from "../../../lib/sandbox/fit-result.ts";
 
 const base: RunResult = {
   status: "ok",
@@ -40,6 +40,16 @@ describe("fitResult", () => {
     const kept = fitted.error?.traceback ?? [];
     assert.ok(kept.length > 0 && kept.length < 400);
     assert.equal(kept.at(-1), traceback.at(-1));
+  });
+
+  it("counts what DynamoDB counts: a long list of small numbers costs more than its JSON", () => {
+    const data = [{ "application/json": Array(140_000).fill(7) }];
+    const result = { ...base, data };
+    assert.ok(Buffer.byteLength(JSON.stringify(result)) < 300_000, "small enough by JSON length");
+    assert.ok(dynamoSize(result) > 300_000, "too big as a DynamoDB item");
+    const fitted = fitResult(result, 300_000);
+    assert.equal(fitted.truncated, true);
+    assert.ok(dynamoSize(fitted) <= 300_000);
   });
 
   it("cuts even an error message that alone is too big", () => {
