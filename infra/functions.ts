@@ -292,7 +292,7 @@ function sharedEnvironment(settings: Settings, name: FunctionName): Record<strin
     env.PYBOX_START_TIMEOUT_MS = String(SYNC_LIMIT_MS);
   }
   if (Object.keys(settings.kernelEnv).length > 0) env.PYBOX_KERNEL_ENV = JSON.stringify(settings.kernelEnv);
-  if (settings.gateway) env.PYBOX_GATEWAY_URL = settings.gateway.url;
+  if (settings.gateway?.url) env.PYBOX_GATEWAY_URL = settings.gateway.url;
   if (settings.cluster) {
     env.PYBOX_CLUSTER_NAMESPACE = settings.cluster.namespace;
     const auth = settings.cluster.auth;

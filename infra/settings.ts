@@ -31,7 +31,11 @@ export interface VpcSettings {
 
 /** Where the Enterprise Gateway is and where its token lives. */
 export interface GatewaySettings {
-  url: string;
+  /**
+   * The gateway's base URL; when absent it becomes the stack's `GatewayUrl` CloudFormation
+   * parameter, so `cdk synth` works with no context and `cdk deploy` asks for the URL.
+   */
+  url?: string;
   /** An existing secret; when absent the stack creates one for the operator to fill. */
   tokenSecretArn?: string;
 }
@@ -137,14 +141,12 @@ const retentionDays = new Set<number>(
 
 const ContextSchema = z.object({
   backend: z.preprocess(
-    (value) => (typeof value === "string" ? value.trim() : value),
+    (value) => (typeof value === "string" ? value.trim() : (value ?? "gateway")),
     z.enum(["gateway", "cluster"], {
       error: (issue) =>
-        issue.input === undefined
-          ? "is required: gateway or cluster (e.g. cdk deploy -c backend=gateway -c gatewayUrl=https://eg.internal:8888)"
-          : issue.input === "local"
-            ? "local runs kernels as processes beside the handler, which Lambda cannot do: use gateway or cluster"
-            : "must be gateway or cluster",
+        issue.input === "local"
+          ? "local runs kernels as processes beside the handler, which Lambda cannot do: use gateway or cluster"
+          : "must be gateway or cluster",
     }),
   ),
   architecture: z.enum(["arm64", "x86_64"], { error: "must be arm64 or x86_64" }).default("arm64"),
@@ -285,8 +287,6 @@ export function parseSettings(context: Partial<Record<ContextKey, unknown>>): Se
   ] as const;
 
   if (c.backend === "gateway") {
-    if (!c.gatewayUrl)
-      fail("gatewayUrl", "is required for the gateway backend (the Enterprise Gateway's base URL)");
     for (const key of clusterKeys) {
       if (c[key] !== undefined) fail(key, "is set, but backend is gateway");
     }
@@ -294,7 +294,7 @@ export function parseSettings(context: Partial<Record<ContextKey, unknown>>): Se
       ...common,
       backend: "gateway",
       gateway: {
-        url: c.gatewayUrl.replace(/\/+$/, ""),
+        ...(c.gatewayUrl ? { url: c.gatewayUrl.replace(/\/+$/, "") } : {}),
         ...(c.gatewayTokenSecretArn ? { tokenSecretArn: c.gatewayTokenSecretArn } : {}),
       },
     };

@@ -1,4 +1,4 @@
-import { CfnOutput, Duration, Stack, type StackProps } from "aws-cdk-lib";
+import { CfnOutput, CfnParameter, Duration, Stack, type StackProps } from "aws-cdk-lib";
 import { CfnAccessEntry } from "aws-cdk-lib/aws-eks";
 import type { Construct } from "constructs";
 import { KernelApi } from "./api.ts";
@@ -29,7 +29,7 @@ export class PyboxStack extends Stack {
 
   constructor(scope: Construct, id: string, props: PyboxStackProps) {
     super(scope, id, props);
-    const { settings } = props;
+    const settings = withGatewayUrl(this, props.settings);
     this.kernels = new KernelTable(this, "Kernels");
     this.backendSecret = BackendSecret.of(this, "BackendSecret", settings);
     this.functions = new KernelFunctions(this, "Functions", {
@@ -99,4 +99,19 @@ export class PyboxStack extends Stack {
       });
     }
   }
+}
+
+/**
+ * The gateway URL from context, or else a `GatewayUrl` parameter the deploy must be given: a
+ * plain `cdk synth` works from a clean clone, and no stack is ever deployed with a placeholder.
+ */
+function withGatewayUrl(stack: Stack, settings: Settings): Settings {
+  if (!settings.gateway || settings.gateway.url) return settings;
+  const url = new CfnParameter(stack, "GatewayUrl", {
+    type: "String",
+    description: "Base URL of the Jupyter Enterprise Gateway, e.g. https://eg.internal:8888",
+    allowedPattern: "^https?://\\S+$",
+    constraintDescription: "must be an http(s) URL",
+  });
+  return { ...settings, gateway: { ...settings.gateway, url: url.valueAsString } };
 }

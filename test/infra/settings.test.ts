@@ -73,12 +73,10 @@ describe("settings", () => {
       assert.equal(settings.gateway, undefined);
     });
 
-    it("requires a backend, and says how to give one", () => {
-      assertSettingsError(
-        () => parseSettings({}),
-        "backend",
-        /required: gateway or cluster.*-c backend=gateway/,
-      );
+    it("defaults to the gateway backend, its URL left to a deploy-time parameter", () => {
+      const settings = parseSettings({});
+      assert.equal(settings.backend, "gateway");
+      assert.equal(settings.gateway?.url, undefined);
     });
 
     it("refuses the local backend with the reason", () => {
@@ -89,8 +87,7 @@ describe("settings", () => {
       );
     });
 
-    it("requires gatewayUrl for the gateway backend, as an http(s) URL", () => {
-      assertSettingsError(() => parseSettings({ backend: "gateway" }), "gatewayUrl", /required/);
+    it("takes gatewayUrl only as an http(s) URL", () => {
       assertSettingsError(
         () => parseSettings({ backend: "gateway", gatewayUrl: "ftp://x" }),
         "gatewayUrl",

@@ -102,3 +102,26 @@ describe("PyboxStack (gateway backend, JWT, existing secret, VPC, tuned limits)"
     Annotations.fromStack(s.stack).hasNoWarning("*", Match.anyValue());
   });
 });
+
+describe("PyboxStack with no context at all (a plain `cdk synth` from a clean clone)", () => {
+  let s: Synthesized;
+  before(() => {
+    s = synthesize({});
+  });
+
+  it("synthesizes the gateway backend and asks for the gateway URL at deploy time", () => {
+    const parameters = s.template.toJSON().Parameters as Record<
+      string,
+      { Type: string; AllowedPattern?: string }
+    >;
+    assert.equal(parameters.GatewayUrl?.Type, "String");
+    assert.ok(parameters.GatewayUrl?.AllowedPattern);
+    const env = (s.functionProps("run").Environment as { Variables: Record<string, unknown> }).Variables;
+    assert.deepEqual(env.PYBOX_GATEWAY_URL, { Ref: "GatewayUrl" });
+    assert.equal(env.PYBOX_BACKEND, "gateway");
+  });
+
+  it("has no cdk-nag finding left unacknowledged", () => {
+    assert.deepEqual(nagFindings(s), []);
+  });
+});
