@@ -63,6 +63,7 @@ const EnvSchema = z.object({
   PYBOX_MAX_ASYNC_RESULT_BYTES: int(10_000, 350_000, 300_000),
   PYBOX_RUN_RESULT_TTL_SECONDS: int(60, 30 * 24 * 3600, 24 * 3600),
   PYBOX_IDLE_TIMEOUT_SECONDS: int(1, 30 * 24 * 3600, 3600),
+  PYBOX_MAX_KERNELS_PER_CALLER: int(1, 10_000, 10),
   PORT: int(0, 65535, 8080),
 });
 
@@ -129,6 +130,8 @@ export interface Config {
   };
   /** The reaper stops kernels unused for longer than this. */
   idleTimeoutSeconds: number;
+  /** Live kernels one caller may hold at once. */
+  maxKernelsPerCaller: number;
   startTimeoutMs: number;
   recordTtlSeconds: number;
   local: { python: string; stateDir: string };
@@ -199,6 +202,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       ...(e.AWS_REGION ? { region: e.AWS_REGION } : {}),
     },
     idleTimeoutSeconds: e.PYBOX_IDLE_TIMEOUT_SECONDS,
+    maxKernelsPerCaller: e.PYBOX_MAX_KERNELS_PER_CALLER,
     startTimeoutMs: e.PYBOX_START_TIMEOUT_MS,
     recordTtlSeconds: e.PYBOX_RECORD_TTL_SECONDS,
     local: { python: resolve(e.PYBOX_PYTHON ?? join(PROJECT_ROOT, ".venv", "bin", "python")), stateDir },

@@ -4,6 +4,7 @@ import { LRUCache } from "lru-cache";
 import type { Backend, KernelInventory, KernelRef } from "../backends/port.ts";
 import type { Config } from "../config.ts";
 import {
+  CapacityError,
   ConditionFailedError,
   CorruptRecordError,
   KernelBusyError,
@@ -75,7 +76,7 @@ export interface RunLimits {
 }
 
 /** The limits and waits the service applies: exactly these parts of `Config`. */
-export type SandboxSettings = Pick<Config, "operatorEnv" | "startTimeoutMs" | "run">;
+export type SandboxSettings = Pick<Config, "operatorEnv" | "startTimeoutMs" | "run" | "maxKernelsPerCaller">;
 
 /** A kernel's ref as last read in this container, tagged with the incarnation it belongs to. */
 interface CachedRef {
@@ -118,6 +119,7 @@ export class SandboxService {
       if (existing?.state === "ready" && (await this.alive(existing))) {
         return { created: false, kernel: toView(existing) };
       }
+      if (!existing) await this.checkKernelLimit(owner);
       const claimed = await this.claim(owner, kernelId, existing);
       if (claimed) {
         if (existing?.ref) await this.stopQuietly(existing);
@@ -357,6 +359,20 @@ export class SandboxService {
       if (ref && inventory.keyOf(ref) === key) return true;
     }
     return false;
+  }
+
+  /**
+   * A caller may hold `maxKernelsPerCaller` live kernels; one more is a 429 that says how to free
+   * one. Counted when a new id is started (reviving or returning a kernel never counts twice);
+   * concurrent starts of different new ids may pass together, so the limit is exact only up to them.
+   */
+  private async checkKernelLimit(owner: string): Promise<void> {
+    const max = this.settings.maxKernelsPerCaller;
+    if ((await this.store.countLive(owner)) < max) return;
+    throw new CapacityError(
+      `you have ${max} kernels, the most a caller may hold; stop one (DELETE /kernels/{kernelId}) and try again`,
+      { retryAfterSeconds: 30 },
+    );
   }
 
   /** Makes this invocation the one that starts the kernel, or returns undefined when another is. */

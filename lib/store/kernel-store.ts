@@ -4,6 +4,7 @@ import {
   type DynamoDBDocumentClient,
   GetCommand,
   PutCommand,
+  paginateQuery,
   paginateScan,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
@@ -262,6 +263,28 @@ export class KernelStore {
         }),
       ),
     ).catch(ignoreConditionFailed);
+  }
+
+  /** How many live (not dead) kernels the caller has, for the per-caller limit. */
+  async countLive(owner: string): Promise<number> {
+    let count = 0;
+    const pages = paginateQuery(
+      { client: this.client },
+      {
+        TableName: this.table,
+        KeyConditionExpression: "pk = :pk AND begins_with(sk, :kernel)",
+        FilterExpression: "#state <> :dead",
+        ExpressionAttributeNames: { "#state": "state" },
+        ExpressionAttributeValues: { ":pk": `OWNER#${owner}`, ":kernel": KERNEL_PREFIX, ":dead": "dead" },
+        Select: "COUNT",
+        ConsistentRead: true,
+      },
+    )[Symbol.asyncIterator]();
+    for (;;) {
+      const page = await storeCall(() => pages.next());
+      if (page.done) return count;
+      count += page.value.Count ?? 0;
+    }
   }
 
   /**

@@ -49,6 +49,7 @@ describe("config", () => {
         asyncRun: { maxTimeoutMs: 840_000, maxResultBytes: 300_000, resultTtlSeconds: 86_400 },
         queue: { maxReceives: 5 },
         idleTimeoutSeconds: 3_600,
+        maxKernelsPerCaller: 10,
         startTimeoutMs: 60_000,
         recordTtlSeconds: 604_800,
         local: {
@@ -83,6 +84,7 @@ describe("config", () => {
         PYBOX_MAX_ASYNC_RESULT_BYTES: "20000",
         PYBOX_RUN_RESULT_TTL_SECONDS: "600",
         PYBOX_IDLE_TIMEOUT_SECONDS: "5",
+        PYBOX_MAX_KERNELS_PER_CALLER: "3",
         PORT: "9090",
       };
 
@@ -111,6 +113,7 @@ describe("config", () => {
           region: "eu-west-1",
         },
         idleTimeoutSeconds: 5,
+        maxKernelsPerCaller: 3,
         startTimeoutMs: 4_000,
         recordTtlSeconds: 3_600,
         local: { python: "/opt/py/bin/python", stateDir: "/var/pybox" },
