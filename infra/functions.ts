@@ -172,7 +172,7 @@ export class PyboxFunction extends Construct {
     });
     Validations.of(this.function).acknowledge({
       id: "AwsSolutions-L1",
-      reason: `Node ${NODE_MAJOR} is pinned on purpose: zeromq's prebuilt native addon exists for its ABI (127) on linux arm64 and x64, not for newer Node versions.`,
+      reason: `Node ${NODE_MAJOR} is the runtime this product is built, bundled (target node${NODE_MAJOR}) and tested for; it is supported by Lambda, and moving to a newer runtime is a deliberate upgrade with its own test run, not a silent default.`,
     });
   }
 
@@ -304,6 +304,10 @@ function sharedEnvironment(settings: Settings, name: FunctionName): Record<strin
   }
   const idleSeconds = settings.idleTimeoutMinutes * 60;
   if (name === "reaper") env.PYBOX_IDLE_TIMEOUT_SECONDS = String(idleSeconds);
+  // The controller culls idle pods itself: never before the reaper's idle time (plus one pass).
+  if (settings.cluster) {
+    env.PYBOX_CLUSTER_IDLE_TIMEOUT_SECONDS = String(idleSeconds + settings.reaperRateMinutes * 60);
+  }
   // A kernel record must outlive the idle time, or TTL would drop a live kernel's record first.
   if (idleSeconds * 2 > DEFAULT_RECORD_TTL_SECONDS) env.PYBOX_RECORD_TTL_SECONDS = String(idleSeconds * 2);
   return env;

@@ -1,4 +1,4 @@
-import { Duration, Stack, Validations } from "aws-cdk-lib";
+import { Duration, Stack } from "aws-cdk-lib";
 import { SqsEventSource } from "aws-cdk-lib/aws-lambda-event-sources";
 import { DeduplicationScope, FifoThroughputLimit, Queue, QueueEncryption } from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
@@ -47,10 +47,6 @@ export class RunQueue extends Construct {
       enforceSSL: true,
       maxMessageSizeBytes: MAX_MESSAGE_BYTES,
       retentionPeriod: Duration.days(14),
-    });
-    Validations.of(this.deadLetters).acknowledge({
-      id: "AwsSolutions-SQS3",
-      reason: "This is the dead-letter queue of the run queue; a dead-letter queue has none of its own.",
     });
     this.queue = new Queue(this, "Runs", {
       queueName: `${base}-runs.fifo`,

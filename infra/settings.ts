@@ -191,7 +191,8 @@ const ContextSchema = z.object({
       { error: "must be a JSON object {vpcId, availabilityZones, privateSubnetIds, securityGroupIds?}" },
     ),
   ).optional(),
-  idleTimeoutMinutes: wholeNumber(1, 30 * 24 * 60, 60),
+  // At most six days: with one reaper pass on top it stays within the controller's 7-day maximum.
+  idleTimeoutMinutes: wholeNumber(1, 6 * 24 * 60, 60),
   reaperRate: wholeNumber(1, 24 * 60, 5),
   consumerTimeoutMinutes: wholeNumber(2, 15, 15),
   queueBatchSize: wholeNumber(1, 10, 1),

@@ -90,6 +90,13 @@ export class PyboxStack extends Stack {
       value: this.kernels.table.tableName,
       description: "The DynamoDB table",
     });
+    const [securityGroup] = this.functions.securityGroups;
+    if (securityGroup && !settings.vpc?.securityGroupIds) {
+      new CfnOutput(this, "FunctionsSecurityGroupId", {
+        value: securityGroup.securityGroupId,
+        description: "Allow this group into the gateway's or the kernel pods' security group",
+      });
+    }
     if (this.backendSecret) {
       new CfnOutput(this, "BackendSecretArn", {
         value: this.backendSecret.secret.secretArn,

@@ -68,6 +68,14 @@ describe("PyboxStack (cluster backend, EKS, VPC, x86_64)", () => {
         VpcId: CLUSTER_CONTEXT.vpc.vpcId,
         SecurityGroupEgress: [Match.objectLike({ CidrIp: "0.0.0.0/0" })],
       });
+      s.template.hasOutput("FunctionsSecurityGroupId", { Value: { "Fn::GetAtt": [groupId, "GroupId"] } });
+    });
+
+    it("never let the controller cull a pod before the reaper's idle time and one pass", () => {
+      for (const name of FUNCTION_NAMES) {
+        const env = (s.functionProps(name).Environment as { Variables: Record<string, unknown> }).Variables;
+        assert.equal(env.PYBOX_CLUSTER_IDLE_TIMEOUT_SECONDS, String(60 * 60 + 5 * 60), name);
+      }
     });
 
     it("may attach network interfaces (the AWS-managed VPC access policy)", () => {
