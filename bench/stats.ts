@@ -5,10 +5,15 @@ export function percentile(samples: readonly number[], p: number): number {
   return sorted[rank] ?? Number.NaN;
 }
 
-/** p50/p95 of a series, rounded to 0.01 ms. */
+/** p50/p95/p99 of a series, rounded to 0.01 ms. */
 export function summarize(samples: readonly number[]) {
   const round = (value: number) => Math.round(value * 100) / 100;
-  return { n: samples.length, p50: round(percentile(samples, 50)), p95: round(percentile(samples, 95)) };
+  return {
+    n: samples.length,
+    p50: round(percentile(samples, 50)),
+    p95: round(percentile(samples, 95)),
+    p99: round(percentile(samples, 99)),
+  };
 }
 
 /** Times one async call in milliseconds. */
