@@ -5,7 +5,7 @@ import { access, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/p
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import * as z from "zod";
-import { BackendUnavailableError, ConfigError, KernelDiedError } from "../errors.ts";
+import { BackendUnavailableError, ConfigError, KernelDiedError, ValidationError } from "../errors.ts";
 import { KernelClient } from "../jupyter/client.ts";
 import { type ConnectionInfo, ConnectionInfoSchema, hasAllPorts } from "../jupyter/connection.ts";
 import type { RunResult } from "../jupyter/run-result.ts";
@@ -35,6 +35,9 @@ export interface LocalBackendOptions {
   stateDir: string;
   startTimeoutMs: number;
 }
+
+/** mkdir failures that mean the asked-for directory can't exist, as opposed to a broken host. */
+const UNUSABLE_DIR = new Set(["ENAMETOOLONG", "ENOTDIR", "EEXIST", "EACCES", "EROFS", "EPERM", "ELOOP"]);
 
 /** The kernel's own ref, beside its connection file (see `inventory`). */
 const REF_FILE = "ref.json";
@@ -85,7 +88,13 @@ export class LocalBackend implements Backend<LocalKernelRef> {
     const id = randomUUID();
     const runtimeDir = join(stateDir, "kernels", id);
     const workDir = spec.cwd ?? join(runtimeDir, "work");
-    await mkdir(workDir, { recursive: true });
+    await mkdir(workDir, { recursive: true }).catch((cause: NodeJS.ErrnoException) => {
+      // A caller's cwd that cannot be a directory is the caller's mistake, not a server fault.
+      if (spec.cwd !== undefined && UNUSABLE_DIR.has(cause.code ?? "")) {
+        throw new ValidationError(`cwd '${spec.cwd}' cannot be used as a directory (${cause.code})`);
+      }
+      throw cause;
+    });
     await mkdir(join(runtimeDir, "ipython"), { recursive: true });
     const connectionFile = join(runtimeDir, "connection.json");
     await writeFile(connectionFile, JSON.stringify(freshConnection()), { mode: 0o600 });

@@ -12,11 +12,16 @@ import {
 } from "../errors.ts";
 import { errorResponse } from "../http/error-handler.ts";
 import type { HttpLambda } from "../http/handler.ts";
+import { openApiDocument } from "../http/openapi.ts";
+import { json } from "../http/responses.ts";
 import { ROUTES, type RouteFunction } from "../http/routes.ts";
 import { lambdaContext } from "./lambda-context.ts";
 
 /** Time an HTTP invocation gets locally: Lambda's longest, so long synchronous runs can be tried. */
 const HTTP_TIMEOUT_MS = 15 * 60_000;
+
+/** Where the dev server serves the API's OpenAPI document (not a route of the deployed API). */
+const OPENAPI_PATH = "/openapi.json";
 
 /** API Gateway's own cap on a request payload. */
 const MAX_REQUEST_BYTES = 10 * 1024 * 1024;
@@ -78,6 +83,12 @@ async function serve(
 ): Promise<void> {
   const url = new URL(req.url ?? "/", "http://localhost");
   const method = req.method ?? "GET";
+  if (url.pathname === OPENAPI_PATH) {
+    if (method !== "GET")
+      throw new MethodNotAllowedError(`${method} is not allowed on ${url.pathname}`, ["GET"]);
+    send(res, json(200, openApiDocument()));
+    return;
+  }
   const matches = routes
     .map((route) => ({ route, match: route.pattern.exec(url.pathname) }))
     .filter((m) => m.match !== null);

@@ -1,3 +1,4 @@
+import { posix } from "node:path";
 import * as z from "zod";
 import {
   CALLER_ENV_KEY,
@@ -50,11 +51,24 @@ export const CallerEnvSchema = z
     }
   });
 
-/** A kernel's working directory. */
+/** A kernel's working directory: absolute, and never inside the kernel-visible pseudo file systems. */
 export const CwdSchema = z
   .string()
   .max(4_096)
-  .regex(/^\/[^\0]*$/, "must be an absolute path");
+  .regex(/^\/[^\0]*$/, "must be an absolute path")
+  .refine((path) => !/^\/(proc|sys|dev)(\/|$)/.test(posix.normalize(path)), {
+    message: "may not be under /proc, /sys or /dev",
+  });
+
+/**
+ * Code to run. A lone UTF-16 surrogate is valid JSON but not encodable as UTF-8: the kernel could
+ * never send a reply that echoes it and would hang until it is killed, so it is refused here.
+ */
+export const CodeSchema = z
+  .string({ error: "code is required and must be a string" })
+  .refine((code) => !/\p{Cs}/u.test(code), {
+    message: "contains a lone UTF-16 surrogate (not valid Unicode)",
+  });
 
 /** `POST /kernels`: every field optional, unknown fields refused (a typo must not pass silently). */
 export const StartBodySchema = z.strictObject({
@@ -65,7 +79,7 @@ export const StartBodySchema = z.strictObject({
 
 /** `POST /kernels/{kernelId}/run`. Size and timeout limits come from configuration (see the service). */
 export const RunBodySchema = z.strictObject({
-  code: z.string({ error: "code is required and must be a string" }),
+  code: CodeSchema,
   timeoutMs: z.number().int().min(1).max(3_600_000).optional(),
 });
 

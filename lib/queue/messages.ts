@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import * as z from "zod";
-import { CallerEnvSchema, CwdSchema, KernelIdSchema, RunIdSchema } from "../http/schemas.ts";
+import { CallerEnvSchema, CodeSchema, CwdSchema, KernelIdSchema, RunIdSchema } from "../http/schemas.ts";
 
 const Addressed = {
   /** The caller the kernel belongs to: trusted, set by our own API or a trusted producer. */
@@ -24,7 +24,7 @@ export const QueueMessageSchema = z.discriminatedUnion("action", [
     action: z.literal("run"),
     ...Addressed,
     runId: RunIdSchema.optional(),
-    code: z.string(),
+    code: CodeSchema,
     timeoutMs: z.number().int().min(1).optional(),
   }),
   z.strictObject({ action: z.literal("stop"), ...Addressed }),
