@@ -244,25 +244,10 @@ export class RunStore {
    * unknown, so it is never run again; it ends as an error that says so.
    */
   async markLost(record: RunRecord, message: string): Promise<void> {
-    await storeCall(() =>
-      this.client.send(
-        new UpdateCommand({
-          TableName: this.table,
-          Key: key(record.owner, record.kernelId, record.runId),
-          UpdateExpression:
-            "SET #status = :error, finishedAt = :now, #error = :lost REMOVE attempt, runningUntil",
-          ConditionExpression: "#status = :running AND runningUntil < :nowMs",
-          ExpressionAttributeNames: { "#status": "status", "#error": "error" },
-          ExpressionAttributeValues: {
-            ":error": "error",
-            ":running": "running",
-            ":now": new Date().toISOString(),
-            ":nowMs": Date.now(),
-            ":lost": { code: "RUN_LOST", message },
-          },
-        }),
-      ),
-    ).catch(ignoreConditionFailed);
+    await this.closeAsLost(record, message, "#status = :running AND runningUntil < :nowMs", {
+      ":running": "running",
+      ":nowMs": Date.now(),
+    });
   }
 
   /**
@@ -289,6 +274,16 @@ export class RunStore {
 
   /** Closes a run that will never be delivered, as `error` with code `RUN_LOST` and the reason. */
   async abandon(record: RunRecord, message: string): Promise<void> {
+    await this.closeAsLost(record, message, "#status = :was", { ":was": record.status });
+  }
+
+  /** Ends a run as `error` / `RUN_LOST` if `condition` (over `#status` and `values`) still holds. */
+  private async closeAsLost(
+    record: RunRecord,
+    message: string,
+    condition: string,
+    values: Record<string, unknown>,
+  ): Promise<void> {
     await storeCall(() =>
       this.client.send(
         new UpdateCommand({
@@ -296,11 +291,11 @@ export class RunStore {
           Key: key(record.owner, record.kernelId, record.runId),
           UpdateExpression:
             "SET #status = :error, finishedAt = :now, #error = :lost REMOVE attempt, runningUntil",
-          ConditionExpression: "#status = :was",
+          ConditionExpression: condition,
           ExpressionAttributeNames: { "#status": "status", "#error": "error" },
           ExpressionAttributeValues: {
+            ...values,
             ":error": "error",
-            ":was": record.status,
             ":now": new Date().toISOString(),
             ":lost": { code: "RUN_LOST", message },
           },

@@ -124,3 +124,39 @@ describe("queued runs under npm start", { timeout: 180_000 }, () => {
     assert.equal((await api.runStatus("q", "never-queued")).status, 404);
   });
 });
+
+describe("queued runs across a dev server crash", { timeout: 120_000 }, () => {
+  it("closes runs the crash lost as RUN_LOST at the next start, and says so", async () => {
+    const first = await startLocalApi();
+    try {
+      await first.api.start({ kernelId: "c" });
+      const running = await first.api.enqueue("c", {
+        code: "import time\ntime.sleep(30)",
+        timeoutMs: 60_000,
+      });
+      const waiting = await first.api.enqueue("c", { code: "'never'" });
+      for (
+        let i = 0;
+        i < 100 && (await first.api.runStatus("c", running.body.runId)).body.status !== "running";
+        i++
+      ) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      await first.stop({ signal: "SIGKILL", keepState: true });
+
+      const second = await startLocalApi({}, first.stateDir);
+      try {
+        assert.match(second.output(), /Closed 2 queued run\(s\)/);
+        for (const id of [running.body.runId, waiting.body.runId]) {
+          const res = await second.api.runStatus("c", id);
+          assert.equal(res.body.status, "error");
+          assert.equal(res.body.error?.code, "RUN_LOST");
+        }
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      await first.stop();
+    }
+  });
+});
