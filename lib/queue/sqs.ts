@@ -12,7 +12,8 @@ export class SqsRunQueue implements RunQueue {
   constructor(options: Config["queue"]) {
     if (!options.url) throw new ConfigError("PYBOX_QUEUE_URL is required for queued runs");
     this.url = options.url;
-    const { url: _, maxReceives: __, ...client } = options;
+    // Only the client settings; absent ones stay absent so the SDK resolves its own defaults.
+    const { url: _url, maxReceives: _maxReceives, ...client } = options;
     this.client = new SQSClient({ ...client, maxAttempts: 4, retryMode: "standard" });
   }
 

@@ -326,10 +326,13 @@ export class SandboxService {
       logger.warn("orphan sweep skipped: some records could not be read, their kernels could look orphaned");
     } else if (inventory) {
       const grace = orphanGraceMs ?? this.settings.startTimeoutMs + LEASE_MARGIN_MS;
-      for (const kernel of await inventory.list()) {
-        if (known.has(inventory.keyOf(kernel.ref)) || now - kernel.startedAt < grace) continue;
-        // Read again: a start may have recorded this kernel since the scan.
-        if (await this.isRecorded(inventory.keyOf(kernel.ref), inventory)) continue;
+      const candidates = (await inventory.list()).filter(
+        (kernel) => !known.has(inventory.keyOf(kernel.ref)) && now - kernel.startedAt >= grace,
+      );
+      // Read the records once more: a start may have recorded one of them since the scan.
+      const recorded = candidates.length > 0 ? await this.recordedKeys(inventory) : new Set<string>();
+      for (const kernel of candidates) {
+        if (recorded.has(inventory.keyOf(kernel.ref))) continue;
         await this.backend
           .stop(kernel.ref)
           .catch((cause) => logger.warn("could not stop an orphaned kernel", { cause }));
@@ -356,12 +359,14 @@ export class SandboxService {
     return records.length;
   }
 
-  private async isRecorded(key: string, inventory: KernelInventory): Promise<boolean> {
+  /** The inventory keys of every kernel a record of this backend points at. */
+  private async recordedKeys(inventory: KernelInventory): Promise<Set<string>> {
+    const keys = new Set<string>();
     for await (const record of this.store.scanAll()) {
       const ref = record.backend === this.backend.name ? this.readableRef(record) : undefined;
-      if (ref && inventory.keyOf(ref) === key) return true;
+      if (ref) keys.add(inventory.keyOf(ref));
     }
-    return false;
+    return keys;
   }
 
   /**

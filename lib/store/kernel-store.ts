@@ -185,21 +185,10 @@ export class KernelStore {
 
   /** Records activity on this incarnation without taking its lease (a run was queued for it). */
   async touch(record: KernelRecord): Promise<void> {
-    await storeCall(() =>
-      this.client.send(
-        new UpdateCommand({
-          TableName: this.table,
-          Key: key(record.owner, record.kernelId),
-          UpdateExpression: "SET lastActivityAt = :now, expiresAt = :exp",
-          ConditionExpression: "incarnation = :incarnation",
-          ExpressionAttributeValues: {
-            ":now": new Date().toISOString(),
-            ":exp": this.expiry(),
-            ":incarnation": record.incarnation,
-          },
-        }),
-      ),
-    ).catch(ignoreConditionFailed);
+    await this.updateIncarnation(record, "SET lastActivityAt = :now, expiresAt = :exp", {
+      ":now": new Date().toISOString(),
+      ":exp": this.expiry(),
+    });
   }
 
   /** Gives the lease back; a lease already taken over or a record already gone is fine. */
@@ -219,33 +208,17 @@ export class KernelStore {
 
   /** Marks this incarnation dead (a newer kernel under the same id is left alone). */
   async markDead(record: KernelRecord): Promise<void> {
-    await storeCall(() =>
-      this.client.send(
-        new UpdateCommand({
-          TableName: this.table,
-          Key: key(record.owner, record.kernelId),
-          UpdateExpression: "SET #state = :dead REMOVE leaseId, leaseUntil",
-          ConditionExpression: "incarnation = :incarnation",
-          ExpressionAttributeNames: { "#state": "state" },
-          ExpressionAttributeValues: { ":dead": "dead", ":incarnation": record.incarnation },
-        }),
-      ),
-    ).catch(ignoreConditionFailed);
+    await this.updateIncarnation(
+      record,
+      "SET #state = :dead REMOVE leaseId, leaseUntil",
+      { ":dead": "dead" },
+      { "#state": "state" },
+    );
   }
 
   /** Drops the lease of this incarnation: its holder is known gone (the dev server after a crash). */
   async clearLease(record: KernelRecord): Promise<void> {
-    await storeCall(() =>
-      this.client.send(
-        new UpdateCommand({
-          TableName: this.table,
-          Key: key(record.owner, record.kernelId),
-          UpdateExpression: "REMOVE leaseId, leaseUntil",
-          ConditionExpression: "incarnation = :incarnation",
-          ExpressionAttributeValues: { ":incarnation": record.incarnation },
-        }),
-      ),
-    ).catch(ignoreConditionFailed);
+    await this.updateIncarnation(record, "REMOVE leaseId, leaseUntil");
   }
 
   /**
@@ -343,6 +316,30 @@ export class KernelStore {
         yield record;
       }
     }
+  }
+
+  /**
+   * Applies `update` to exactly this incarnation; if the record was replaced or deleted meanwhile,
+   * the newer state wins and nothing is written.
+   */
+  private async updateIncarnation(
+    record: KernelRecord,
+    update: string,
+    values: Record<string, unknown> = {},
+    names?: Record<string, string>,
+  ): Promise<void> {
+    await storeCall(() =>
+      this.client.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: key(record.owner, record.kernelId),
+          UpdateExpression: update,
+          ConditionExpression: "incarnation = :incarnation",
+          ...(names ? { ExpressionAttributeNames: names } : {}),
+          ExpressionAttributeValues: { ...values, ":incarnation": record.incarnation },
+        }),
+      ),
+    ).catch(ignoreConditionFailed);
   }
 
   private expiry(): number {
