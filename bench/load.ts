@@ -13,7 +13,12 @@ import { summarize } from "./stats.ts";
 const CLIENTS = 50;
 const KERNELS = 10;
 const SECONDS = Number(process.env.LOAD_SECONDS ?? 60);
-const RUN = { timeoutMs: 10_000, interruptGraceMs: 2_000, maxOutputBytes: 1 << 20 };
+const RUN = {
+  timeoutMs: 10_000,
+  interruptGraceMs: 2_000,
+  maxOutputBytes: 1 << 20,
+  maxOutputEntryBytes: 1 << 20,
+};
 
 /** Mixed cells an analysis agent sends: arithmetic, printing, pandas, a loop, an error. */
 const MIX: Array<{ code: string; status: "ok" | "error" }> = [

@@ -9,7 +9,12 @@ import { summarize, timed } from "./stats.ts";
 const ROUNDS = 300;
 const WARMUP = 30;
 const STARTS = 15;
-const RUN = { timeoutMs: 10_000, interruptGraceMs: 2_000, maxOutputBytes: 1 << 20 };
+const RUN = {
+  timeoutMs: 10_000,
+  interruptGraceMs: 2_000,
+  maxOutputBytes: 1 << 20,
+  maxOutputEntryBytes: 1 << 20,
+};
 
 /** What one backend's round-trip bench needs: its API, the sockets of its kernel `bench`, labels. */
 export interface RoundTripBench {

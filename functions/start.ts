@@ -10,8 +10,9 @@ const { sandbox } = await getRuntime();
 export const handler = httpHandler({
   body: StartBodySchema,
   maxBodyBytes: getConfig().run.maxCodeBytes,
-  handle: async ({ owner, body }) => {
-    const { created, kernel } = await sandbox.start(owner, body);
+  handle: async ({ owner, body, context }) => {
+    const deadline = Date.now() + context.getRemainingTimeInMillis();
+    const { created, kernel } = await sandbox.start(owner, body, { deadline });
     return json(created ? 201 : 200, kernel);
   },
 });

@@ -8,6 +8,7 @@ import { NodejsFunction } from "aws-cdk-lib/aws-lambda-nodejs";
 import { LogGroup } from "aws-cdk-lib/aws-logs";
 import type { ISecret } from "aws-cdk-lib/aws-secretsmanager";
 import { Construct } from "constructs";
+import { HTTP_INVOCATION_TIMEOUT_MS, SYNC_RUN_LIMIT_MS } from "../lib/config.ts";
 import { lambdaBundling, NODE_MAJOR, PROJECT_ROOT } from "./bundling.ts";
 import type { Settings, VpcSettings } from "./settings.ts";
 import type { KernelTable } from "./table.ts";
@@ -27,17 +28,11 @@ export const FUNCTION_NAMES = [
 /** One of {@link FUNCTION_NAMES}. */
 export type FunctionName = (typeof FUNCTION_NAMES)[number];
 
-/**
- * API Gateway gives an HTTP API integration 30 s at most; the HTTP functions stop at 29 s so the
- * caller gets our answer, not the gateway's 503.
- */
-export const HTTP_FUNCTION_TIMEOUT = Duration.seconds(29);
+/** The HTTP functions' timeout: under API Gateway's 30 s, as in `npm start` (see `lib/config.ts`). */
+export const HTTP_FUNCTION_TIMEOUT = Duration.millis(HTTP_INVOCATION_TIMEOUT_MS);
 
-/**
- * The longest synchronous run (`PYBOX_MAX_RUN_TIMEOUT_MS`) and kernel start behind the API: the
- * 29 s function timeout less room to interrupt the kernel and write the record back.
- */
-export const SYNC_LIMIT_MS = 25_000;
+/** The longest kernel start behind the API: the 29 s function timeout less room to record it. */
+export const SYNC_START_LIMIT_MS = 25_000;
 
 /** Queued runs stop this long before the consumer's own timeout, to store their result. */
 export const ASYNC_RUN_MARGIN = Duration.minutes(1);
@@ -287,9 +282,9 @@ function sharedEnvironment(settings: Settings, name: FunctionName): Record<strin
   // the reaper have minutes and keep the library's defaults (a queued run without `timeoutMs` gets
   // the default run timeout, bounded by PYBOX_MAX_ASYNC_RUN_TIMEOUT_MS).
   if (name !== "queue" && name !== "reaper") {
-    env.PYBOX_RUN_TIMEOUT_MS = String(SYNC_LIMIT_MS);
-    env.PYBOX_MAX_RUN_TIMEOUT_MS = String(SYNC_LIMIT_MS);
-    env.PYBOX_START_TIMEOUT_MS = String(SYNC_LIMIT_MS);
+    env.PYBOX_RUN_TIMEOUT_MS = String(SYNC_RUN_LIMIT_MS);
+    env.PYBOX_MAX_RUN_TIMEOUT_MS = String(SYNC_RUN_LIMIT_MS);
+    env.PYBOX_START_TIMEOUT_MS = String(SYNC_START_LIMIT_MS);
   }
   if (Object.keys(settings.kernelEnv).length > 0) env.PYBOX_KERNEL_ENV = JSON.stringify(settings.kernelEnv);
   if (settings.gateway?.url) env.PYBOX_GATEWAY_URL = settings.gateway.url;

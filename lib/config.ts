@@ -8,17 +8,45 @@ import { ConfigError } from "./errors.ts";
 /** The repository root, for defaults that point at the project's own venv and state folder. */
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
-/** A whole number from the environment; an empty value counts as unset, not as 0. */
+/** An empty value counts as unset, not as 0. */
+const blankAsUnset = (value: unknown) =>
+  typeof value === "string" && value.trim() === "" ? undefined : value;
+/** A whole number from the environment. */
 const int = (min: number, max: number, fallback: number) =>
-  z.preprocess(
-    (value) => (typeof value === "string" && value.trim() === "" ? undefined : value),
-    z.coerce.number().int().min(min).max(max).default(fallback),
-  );
+  z.preprocess(blankAsUnset, z.coerce.number().int().min(min).max(max).default(fallback));
+/** A whole number from the environment whose default depends on other variables. */
+const optionalInt = (min: number, max: number) =>
+  z.preprocess(blankAsUnset, z.coerce.number().int().min(min).max(max).optional());
+
+/** Default cap on one output entry; lowered to the total cap when that is smaller. */
+const DEFAULT_MAX_OUTPUT_ENTRY_BYTES = 1024 * 1024;
 const optionalText = z
   .string()
   .trim()
   .transform((value) => (value === "" ? undefined : value))
   .optional();
+
+/**
+ * API Gateway ends an HTTP integration at 30 s; the HTTP functions (and `npm start`'s HTTP
+ * invocations) end at 29 s, so a caller always gets our answer rather than the gateway's 503.
+ */
+export const HTTP_INVOCATION_TIMEOUT_MS = 29_000;
+
+/**
+ * The default and largest synchronous run: the rest of the 29 s invocation is for the interrupt
+ * (3 s), restarting a kernel that ignored it (2 s) and answering (1 s). Longer work goes through
+ * queued runs (`POST /kernels/{id}/runs`).
+ */
+export const SYNC_RUN_LIMIT_MS = 20_000;
+
+/** Roomy for pandas and matplotlib work, small enough that a runaway kernel can't take the machine. */
+export const DEFAULT_KERNEL_LIMITS: KernelLimits = {
+  memoryBytes: 4 * 1024 ** 3,
+  processes: 256,
+  fileBytes: 1024 ** 3,
+  cpuSeconds: 3600,
+  tmpBytes: 512 * 1024 ** 2,
+};
 
 const EnvSchema = z.object({
   PYBOX_BACKEND: z.enum(["local", "gateway", "cluster"]).default("local"),
@@ -48,13 +76,20 @@ const EnvSchema = z.object({
   PYBOX_CLUSTER_IDLE_TIMEOUT_SECONDS: int(0, 7 * 24 * 3600, 3600),
   PYBOX_CLUSTER_CULLING_INTERVAL_SECONDS: int(1, 24 * 3600, 60),
   PYBOX_STATE_DIR: optionalText,
-  PYBOX_RUN_TIMEOUT_MS: int(100, 3_600_000, 30_000),
-  PYBOX_MAX_RUN_TIMEOUT_MS: int(100, 3_600_000, 300_000),
-  PYBOX_INTERRUPT_GRACE_MS: int(100, 60_000, 5_000),
+  PYBOX_LOCAL_SANDBOX: z.enum(["auto", "bwrap", "off"]).default("auto"),
+  PYBOX_LOCAL_MEMORY_BYTES: int(64 * 1024 ** 2, 2 ** 50, DEFAULT_KERNEL_LIMITS.memoryBytes),
+  PYBOX_LOCAL_MAX_PROCESSES: int(16, 1_000_000, DEFAULT_KERNEL_LIMITS.processes),
+  PYBOX_LOCAL_MAX_FILE_BYTES: int(1024 ** 2, 2 ** 50, DEFAULT_KERNEL_LIMITS.fileBytes),
+  PYBOX_LOCAL_CPU_SECONDS: int(10, 365 * 24 * 3600, DEFAULT_KERNEL_LIMITS.cpuSeconds),
+  PYBOX_LOCAL_TMP_BYTES: int(1024 ** 2, 2 ** 50, DEFAULT_KERNEL_LIMITS.tmpBytes),
+  PYBOX_RUN_TIMEOUT_MS: int(100, 15 * 60_000, SYNC_RUN_LIMIT_MS),
+  PYBOX_MAX_RUN_TIMEOUT_MS: int(100, HTTP_INVOCATION_TIMEOUT_MS - 1_000, SYNC_RUN_LIMIT_MS),
+  PYBOX_INTERRUPT_GRACE_MS: int(100, 60_000, 3_000),
   PYBOX_START_TIMEOUT_MS: int(1_000, 600_000, 60_000),
   PYBOX_BUSY_WAIT_MS: int(0, 600_000, 10_000),
   PYBOX_MAX_CODE_BYTES: int(1, 6 * 1024 * 1024, 256 * 1024),
   PYBOX_MAX_OUTPUT_BYTES: int(1_024, 5 * 1024 * 1024, 4 * 1024 * 1024),
+  PYBOX_MAX_OUTPUT_ENTRY_BYTES: optionalInt(1_024, 5 * 1024 * 1024),
   PYBOX_RECORD_TTL_SECONDS: int(60, 365 * 24 * 3600, 7 * 24 * 3600),
   PYBOX_QUEUE_URL: optionalText.pipe(z.url({ protocol: /^https?$/ }).optional()),
   PYBOX_SQS_ENDPOINT: optionalText.pipe(z.url().optional()),
@@ -92,6 +127,32 @@ export interface ClusterConfig {
   image: string;
 }
 
+/**
+ * What one sandboxed local kernel may use. Enforced as rlimits inside bubblewrap, where they bound
+ * that kernel alone (see `lib/backends/local-sandbox.ts`).
+ */
+export interface KernelLimits {
+  /** RLIMIT_DATA: heap and private mappings of each process, so a memory bomb gets `MemoryError`. */
+  memoryBytes: number;
+  /** RLIMIT_NPROC: processes and threads of the kernel, so a fork bomb stalls inside it. */
+  processes: number;
+  /** RLIMIT_FSIZE: the largest file it may write. */
+  fileBytes: number;
+  /** RLIMIT_CPU: CPU seconds of each of its processes over its life. */
+  cpuSeconds: number;
+  /** Size of its private `/tmp`. */
+  tmpBytes: number;
+}
+
+/** The local backend's settings. */
+export interface LocalConfig {
+  python: string;
+  stateDir: string;
+  /** `auto` confines kernels with bubblewrap where it works, `bwrap` requires it, `off` never uses it. */
+  sandbox: "auto" | "bwrap" | "off";
+  limits: KernelLimits;
+}
+
 /** Everything the product is configured by, parsed and checked once per cold start. */
 export interface Config {
   backend: "local" | "gateway" | "cluster";
@@ -110,7 +171,16 @@ export interface Config {
     interruptGraceMs: number;
     busyWaitMs: number;
     maxCodeBytes: number;
+    /**
+     * Response bytes a run's output (data and error) may take: the RunResult, JSON inside the
+     * Lambda response's JSON, stays this plus a small fixed overhead, well under Lambda's 6 MB.
+     */
     maxOutputBytes: number;
+    /**
+     * Response bytes one output entry (a stream, a display) or the error may take: 1 MiB by
+     * default, or the total when that is smaller; set above the total, it is refused.
+     */
+    maxOutputEntryBytes: number;
   };
   /** Queued runs (`POST /kernels/{id}/runs`): bounded by the consumer's timeout and DynamoDB's item size. */
   asyncRun: {
@@ -134,7 +204,8 @@ export interface Config {
   maxKernelsPerCaller: number;
   startTimeoutMs: number;
   recordTtlSeconds: number;
-  local: { python: string; stateDir: string };
+  /** The local backend: its interpreter, its state folder, and how its kernels are confined. */
+  local: LocalConfig;
   /** Set when `backend` is `gateway`. The token itself is resolved at cold start, never stored here. */
   gateway?: GatewayConfig;
   /** Set when `backend` is `cluster`. */
@@ -157,6 +228,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const e = parsed.data;
   if (e.PYBOX_RUN_TIMEOUT_MS > e.PYBOX_MAX_RUN_TIMEOUT_MS) {
     throw new ConfigError("invalid configuration: PYBOX_RUN_TIMEOUT_MS exceeds PYBOX_MAX_RUN_TIMEOUT_MS");
+  }
+  if (
+    e.PYBOX_MAX_OUTPUT_ENTRY_BYTES !== undefined &&
+    e.PYBOX_MAX_OUTPUT_ENTRY_BYTES > e.PYBOX_MAX_OUTPUT_BYTES
+  ) {
+    throw new ConfigError(
+      `invalid configuration: PYBOX_MAX_OUTPUT_ENTRY_BYTES (${e.PYBOX_MAX_OUTPUT_ENTRY_BYTES}) exceeds PYBOX_MAX_OUTPUT_BYTES (${e.PYBOX_MAX_OUTPUT_BYTES}); one output entry cannot be larger than all of a run's output`,
+    );
   }
   if (e.PYBOX_RECORD_TTL_SECONDS <= e.PYBOX_IDLE_TIMEOUT_SECONDS) {
     throw new ConfigError(
@@ -189,6 +268,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       busyWaitMs: e.PYBOX_BUSY_WAIT_MS,
       maxCodeBytes: e.PYBOX_MAX_CODE_BYTES,
       maxOutputBytes: e.PYBOX_MAX_OUTPUT_BYTES,
+      maxOutputEntryBytes:
+        e.PYBOX_MAX_OUTPUT_ENTRY_BYTES ?? Math.min(DEFAULT_MAX_OUTPUT_ENTRY_BYTES, e.PYBOX_MAX_OUTPUT_BYTES),
     },
     asyncRun: {
       maxTimeoutMs: e.PYBOX_MAX_ASYNC_RUN_TIMEOUT_MS,
@@ -205,7 +286,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxKernelsPerCaller: e.PYBOX_MAX_KERNELS_PER_CALLER,
     startTimeoutMs: e.PYBOX_START_TIMEOUT_MS,
     recordTtlSeconds: e.PYBOX_RECORD_TTL_SECONDS,
-    local: { python: resolve(e.PYBOX_PYTHON ?? join(PROJECT_ROOT, ".venv", "bin", "python")), stateDir },
+    local: {
+      python: resolve(e.PYBOX_PYTHON ?? join(PROJECT_ROOT, ".venv", "bin", "python")),
+      stateDir,
+      sandbox: e.PYBOX_LOCAL_SANDBOX,
+      limits: {
+        memoryBytes: e.PYBOX_LOCAL_MEMORY_BYTES,
+        processes: e.PYBOX_LOCAL_MAX_PROCESSES,
+        fileBytes: e.PYBOX_LOCAL_MAX_FILE_BYTES,
+        cpuSeconds: e.PYBOX_LOCAL_CPU_SECONDS,
+        tmpBytes: e.PYBOX_LOCAL_TMP_BYTES,
+      },
+    },
     ...(e.PYBOX_GATEWAY_URL
       ? {
           gateway: {

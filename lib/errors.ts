@@ -22,6 +22,7 @@ export type ErrorCode =
   | "BACKEND_UNAVAILABLE"
   | "KERNEL_LAUNCH_FAILED"
   | "BACKEND_ERROR"
+  | "RUN_OUTCOME_UNKNOWN"
   | "STORE_UNAVAILABLE"
   | "QUEUE_UNAVAILABLE"
   | "INTERNAL";
@@ -125,6 +126,14 @@ export class BackendUnavailableError extends PyboxError {
 export class BackendError extends PyboxError {
   readonly code = "BACKEND_ERROR";
   override readonly expose = false;
+}
+
+/**
+ * The way to the kernel was lost after the code went out, with the kernel alive as far as we know:
+ * the code may have run. Not marked retryable, so no caller runs it twice by following our advice.
+ */
+export class RunOutcomeUnknownError extends PyboxError {
+  readonly code = "RUN_OUTCOME_UNKNOWN";
 }
 
 /**

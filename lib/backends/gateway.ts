@@ -5,7 +5,12 @@ import { KernelConnection } from "@jupyterlab/services";
 import type { IKernelConnection } from "@jupyterlab/services/lib/kernel/kernel.js";
 import * as z from "zod";
 import { deferred, within } from "../async.ts";
-import { BackendUnavailableError, KernelDiedError, KernelStuckError } from "../errors.ts";
+import {
+  BackendUnavailableError,
+  KernelDiedError,
+  KernelStuckError,
+  RunOutcomeUnknownError,
+} from "../errors.ts";
 import type { JupyterMessage } from "../jupyter/messages.ts";
 import { executeContent } from "../jupyter/messages.ts";
 import { RunCollector, type RunResult } from "../jupyter/run-result.ts";
@@ -45,6 +50,13 @@ const DEATH_STATUSES = new Set(["dead", "restarting", "autorestarting"]);
 
 /** How often a running cell's kernel is looked up on the gateway, to notice it vanished. */
 const MODEL_POLL_MS = 2_000;
+
+/**
+ * How long a run waits for a lost websocket to come back before it ends with `503`. The connection
+ * reconnects on its own (and the gateway replays what the kernel sent meanwhile, so a blip costs
+ * nothing); a gateway gone for longer must not hold the caller until the run's timeout.
+ */
+const CONNECTION_LOSS_GRACE_MS = 5_000;
 
 /** A global that marks a kernel we started; its absence after a run means the gateway restarted it. */
 const MARKER = "__pybox_kernel__";
@@ -116,7 +128,10 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
       await Promise.race([connected(connection, Date.now() + 10_000), ...stops]);
       if (options.admitted) await Promise.race([options.admitted, ...stops]);
 
-      const collector = new RunCollector(options.maxOutputBytes);
+      const collector = new RunCollector({
+        maxOutputBytes: options.maxOutputBytes,
+        maxEntryBytes: options.maxOutputEntryBytes,
+      });
       const finished = deferred<void>();
       const future = connection.requestExecute(
         { ...executeContent(code), user_expressions: { pybox: `"${MARKER}" in globals()` } },
@@ -137,11 +152,21 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
       };
       const started = performance.now();
       const timer = new AbortController();
+      // From here the code is out: a lost connection no longer means "nothing ran".
+      const sent = died.catch((error: unknown) => {
+        throw error instanceof BackendUnavailableError
+          ? new RunOutcomeUnknownError(
+              "lost the connection to the gateway after the code was sent; it may have run, so check the kernel's state before running it again",
+              { cause: error },
+            )
+          : error;
+      });
+      sent.catch(() => undefined);
       try {
         const deadline = sleep(options.timeoutMs, "timeout" as const, { signal: timer.signal }).catch(
           () => "cancelled" as const,
         );
-        const outcome = await Promise.race([finished.promise.then(() => "done" as const), deadline, died]);
+        const outcome = await Promise.race([finished.promise.then(() => "done" as const), deadline, sent]);
         if (outcome === "done") {
           const result = collector.result(elapsed(started));
           if (restarted) {
@@ -156,12 +181,14 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
         const grace = sleep(options.interruptGraceMs, "grace" as const, { signal: timer.signal }).catch(
           () => "cancelled" as const,
         );
-        await Promise.race([finished.promise, grace, died]);
+        await Promise.race([finished.promise, grace, sent]);
         const result = collector.result(elapsed(started), options.timeoutMs);
         if (collector.done || collector.replied) return result;
         // Only a kernel we could still hear from can be called stuck; a lost connection is ours.
         if (connection.connectionStatus !== "connected") {
-          throw new BackendUnavailableError("lost the gateway connection while the kernel was interrupted");
+          throw new RunOutcomeUnknownError(
+            "lost the connection to the gateway while the timed-out code was being interrupted; check the kernel's state before running it again",
+          );
         }
         throw new KernelStuckError("the kernel did not come back from an interrupt", result);
       } finally {
@@ -234,6 +261,25 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
       );
     };
     connection.statusChanged.connect(onStatus);
+    let everConnected = false;
+    let lost: NodeJS.Timeout | undefined;
+    const onConnection = (_: unknown, status: string) => {
+      // The first opening is awaited by the caller (`connected`); disposing says "disconnected" too.
+      if (connection.isDisposed) return;
+      if (status === "connected") {
+        everConnected = true;
+        clearTimeout(lost);
+        lost = undefined;
+      } else if (everConnected && status === "disconnected") {
+        death.reject(new BackendUnavailableError("lost the websocket to the gateway for good"));
+      } else if (everConnected) {
+        lost ??= setTimeout(
+          () => death.reject(new BackendUnavailableError("lost the websocket to the gateway")),
+          CONNECTION_LOSS_GRACE_MS,
+        );
+      }
+    };
+    connection.connectionStatusChanged.connect(onConnection);
     const poll = setInterval(() => {
       void getKernel(settings, ref.id).then(
         (model) => {
@@ -248,6 +294,8 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
       throw translateGatewayError(error, "run code");
     } finally {
       clearInterval(poll);
+      clearTimeout(lost);
+      connection.connectionStatusChanged.disconnect(onConnection);
       connection.statusChanged.disconnect(onStatus);
       connection.dispose();
     }

@@ -25,7 +25,10 @@ export interface StartSpec {
 export interface RunOptions {
   timeoutMs: number;
   interruptGraceMs: number;
+  /** Response bytes all of the run's output may take (see `OutputLimits` in `lib/jupyter/run-result.ts`). */
   maxOutputBytes: number;
+  /** Response bytes one output entry, or the error, may take; at most `maxOutputBytes`. */
+  maxOutputEntryBytes: number;
   /**
    * When given, the backend may connect and get the kernel ready meanwhile, but sends the code only
    * once this resolves; if it rejects, the run ends with that error and no code was sent. Lets the

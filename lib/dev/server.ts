@@ -3,6 +3,7 @@ import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda";
+import { HTTP_INVOCATION_TIMEOUT_MS } from "../config.ts";
 import {
   MethodNotAllowedError,
   NotFoundError,
@@ -16,9 +17,6 @@ import { openApiDocument } from "../http/openapi.ts";
 import { json } from "../http/responses.ts";
 import { ROUTES, type RouteFunction } from "../http/routes.ts";
 import { lambdaContext } from "./lambda-context.ts";
-
-/** Time an HTTP invocation gets locally: Lambda's longest, so long synchronous runs can be tried. */
-const HTTP_TIMEOUT_MS = 15 * 60_000;
 
 /** Where the dev server serves the API's OpenAPI document (not a route of the deployed API). */
 const OPENAPI_PATH = "/openapi.json";
@@ -102,7 +100,7 @@ async function serve(
   const event = toEvent(req, url, hit.route, pathParameters(hit.route, hit.match), body);
   const response = await handlers[hit.route.function](
     event,
-    lambdaContext(hit.route.function, HTTP_TIMEOUT_MS),
+    lambdaContext(hit.route.function, HTTP_INVOCATION_TIMEOUT_MS),
   );
   send(res, response);
 }

@@ -207,11 +207,12 @@ const FIELD_DESCRIPTIONS: Record<string, Record<string, string>> = {
   },
   RunBody: {
     code: "Python (IPython) code to run.",
-    timeoutMs: "Bounds the code; default 30 s, at most the server's PYBOX_MAX_RUN_TIMEOUT_MS.",
+    timeoutMs:
+      "Bounds the code; default 20 s, at most the server's PYBOX_MAX_RUN_TIMEOUT_MS (under API Gateway's 30 s; longer work goes through queued runs).",
   },
   EnqueueBody: {
     code: "Python (IPython) code to run.",
-    timeoutMs: "Bounds the code; default 30 s, at most the server's PYBOX_MAX_ASYNC_RUN_TIMEOUT_MS.",
+    timeoutMs: "Bounds the code; default 20 s, at most the server's PYBOX_MAX_ASYNC_RUN_TIMEOUT_MS.",
     runId: "The caller's id for the run, making the POST safe to retry; a UUID is generated when omitted.",
   },
 };

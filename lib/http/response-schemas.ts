@@ -48,7 +48,10 @@ export const RunResultSchema = z
     error: RunErrorSchema.nullable(),
     executionCount: z.number().int().min(0).nullable(),
     durationMs: z.number().int().min(0),
-    truncated: z.boolean().meta({ description: "Output went over the byte cap and was cut." }),
+    truncated: z.boolean().meta({
+      description:
+        "Output went over a cap and was cut: a stream shortened, an image too large dropped (its `text/plain` kept), later output dropped, or the error shortened.",
+    }),
     restarted: z.boolean().optional().meta({
       description: "Set when the kernel had to be shut down to end the run; its variables are gone.",
     }),
@@ -67,7 +70,7 @@ export const RunViewSchema = z
     result: RunResultSchema.optional().meta({ description: "The RunResult, once the kernel gave one." }),
     error: z.strictObject({ code: z.string(), message: z.string() }).optional().meta({
       description:
-        "Why the run ended without a RunResult: KERNEL_DEAD, NOT_FOUND, RUN_LOST or RUN_UNDELIVERABLE.",
+        "Why the run ended without a RunResult: KERNEL_DEAD, KERNEL_STOPPED, NOT_FOUND, RUN_LOST or RUN_UNDELIVERABLE.",
     }),
   })
   .meta({ description: "A queued run: its state, and its outcome once it has one." });

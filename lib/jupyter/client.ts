@@ -19,8 +19,10 @@ export interface ExecuteOptions {
   timeoutMs: number;
   /** How long an interrupted kernel gets to come back to idle before we give up waiting. */
   interruptGraceMs: number;
-  /** Cap on the displayed output kept in the result. */
+  /** Cap on the displayed output kept in the result, in response bytes. */
   maxOutputBytes: number;
+  /** Cap on one output entry, and on the error, in response bytes. */
+  maxOutputEntryBytes: number;
   /** Aborted by the caller when it learns the kernel is gone (e.g. its process exited). */
   signal?: AbortSignal;
   /** The code is sent only once this resolves (see `RunOptions.admitted`); the handshake need not wait. */
@@ -158,7 +160,10 @@ export class KernelClient {
       if (!this.ready) await Promise.race([this.handshake(signal), ...stops]);
       if (options.admitted) await Promise.race([options.admitted, ...stops]);
       const message = createMessage("execute_request", executeContent(code), this.session);
-      const collector = new RunCollector(options.maxOutputBytes);
+      const collector = new RunCollector({
+        maxOutputBytes: options.maxOutputBytes,
+        maxEntryBytes: options.maxOutputEntryBytes,
+      });
       const finished = deferred<void>();
       const msgId = message.header.msg_id;
       this.iopubHandlers.set(msgId, (m) => {

@@ -1,4 +1,13 @@
 import type { JupyterMessage } from "./messages.ts";
+import {
+  cutText,
+  type Fitted,
+  fitBundle,
+  fitError,
+  responseBytes,
+  TEXT_PLAIN,
+  textBytes,
+} from "./output-limits.ts";
 
 /** One displayed output: MIME type → payload (`text/plain` string, `image/png` base64, …). */
 export type MimeBundle = Record<string, unknown>;
@@ -36,16 +45,50 @@ export function stripAnsi(text: string): string {
   return text.replace(ANSI, "");
 }
 
+/**
+ * The caps a run's output is kept within, in response bytes (see `output-limits.ts`), so that its
+ * RunResult, as the Lambda response carries it, is at most `maxOutputBytes` plus
+ * {@link RESULT_OVERHEAD_BYTES}.
+ */
+export interface OutputLimits {
+  /** Everything the run showed: every entry of `data`, and the error. */
+  maxOutputBytes: number;
+  /**
+   * One entry of `data` (a merged stream, one display), and the error. Keeps one huge output
+   * (a plot, a runaway print) from crowding out everything after it; at most `maxOutputBytes`.
+   */
+  maxEntryBytes: number;
+}
+
+/**
+ * What a RunResult may take in the response beyond its `maxOutputBytes`: its fixed fields
+ * (status, counts, flags, brackets) and the message of a timeout, which is added after the run.
+ */
+export const RESULT_OVERHEAD_BYTES = 512;
+
 interface Entry {
   bundle: MimeBundle;
+  /** Response bytes of the bundle (an upper bound for a stream, counted chunk by chunk). */
+  bytes: number;
   stream?: string;
+  /** A stream entry that reached the entry cap: the rest of its text is dropped. */
+  capped?: boolean;
   displayId?: string;
 }
+
+/** Response bytes of a stream entry before any text: `{"text/plain":""}`. */
+const STREAM_ENTRY_BYTES = responseBytes({ [TEXT_PLAIN]: "" });
 
 /**
  * Folds the iopub messages and the `execute_reply` of one `execute_request` into a RunResult.
  * Pure: it sees only messages already matched to the request, so it is tested on recorded
  * sequences and shared by every backend.
+ *
+ * Output is kept within {@link OutputLimits} as it arrives, so a run printing gigabytes holds no
+ * more than the caps: a stream is cut on a character boundary, a rich value too large is dropped whole (its
+ * `text/plain` kept if it fits), and once the total is reached later output is dropped. The error
+ * is bounded too but never dropped: output is cut back to make room for it. Whatever is cut sets
+ * `truncated`.
  */
 export class RunCollector {
   private readonly entries: Entry[] = [];
@@ -54,13 +97,20 @@ export class RunCollector {
   private idle = false;
   private replied_ = false;
   private clearPending = false;
+  /** Response bytes counted: entries with their separating commas, and the error. */
   private bytes = 0;
+  private errorBytes = 0;
   /** No more output fits; reset by a clear, which gives the room back. */
   private full = false;
   /** Something was cut during the run; stays set. */
   private truncated = false;
+  private readonly maxOutputBytes: number;
+  private readonly maxEntryBytes: number;
 
-  constructor(private readonly maxOutputBytes: number) {}
+  constructor(limits: OutputLimits) {
+    this.maxOutputBytes = limits.maxOutputBytes;
+    this.maxEntryBytes = Math.min(limits.maxEntryBytes, limits.maxOutputBytes);
+  }
 
   /** True once both the reply (shell) and `status: idle` (iopub) have arrived, in either order. */
   get done(): boolean {
@@ -102,7 +152,7 @@ export class RunCollector {
         else this.clear();
         return;
       case "error":
-        this.error = toRunError(content);
+        this.setError(toRunError(content));
         return;
       default:
         return;
@@ -114,9 +164,9 @@ export class RunCollector {
     this.replied_ = true;
     const content = message.content;
     if (typeof content.execution_count === "number") this.executionCount = content.execution_count;
-    if (content.status === "error" && this.error === null) this.error = toRunError(content);
+    if (content.status === "error" && this.error === null) this.setError(toRunError(content));
     if (content.status === "aborted" && this.error === null) {
-      this.error = { ename: "ExecutionAborted", evalue: "the kernel aborted this request", traceback: [] };
+      this.setError({ ename: "ExecutionAborted", evalue: "the kernel aborted this request", traceback: [] });
     }
   }
 
@@ -136,60 +186,119 @@ export class RunCollector {
     };
   }
 
+  /** Room left in the total for one more entry: its bytes plus the comma before it. */
+  private get room(): number {
+    return this.maxOutputBytes - this.bytes - 1;
+  }
+
   private addStream(name: string, text: string): void {
     this.applyPendingClear();
     const last = this.entries.at(-1);
-    if (last?.stream === name) {
-      const kept = this.fit(text);
-      last.bundle["text/plain"] = `${String(last.bundle["text/plain"])}${kept}`;
+    const entry = last?.stream === name ? last : undefined;
+    if (this.full || entry?.capped) {
+      if (text !== "") this.truncated = true;
       return;
     }
-    const kept = this.fit(text);
-    if (kept.length > 0 || text.length === 0)
-      this.entries.push({ bundle: { "text/plain": kept }, stream: name });
+    if (entry) {
+      this.bytes += this.appendText(entry, text, this.maxOutputBytes - this.bytes);
+      return;
+    }
+    const room = this.room - STREAM_ENTRY_BYTES;
+    if (room < 0) {
+      this.truncated = true;
+      this.full = true;
+      return;
+    }
+    const fresh: Entry = { bundle: { [TEXT_PLAIN]: "" }, bytes: STREAM_ENTRY_BYTES, stream: name };
+    if (this.appendText(fresh, text, room) === 0 && text !== "") return;
+    this.entries.push(fresh);
+    this.bytes += fresh.bytes + 1;
+  }
+
+  /**
+   * Adds what fits of `text` to a stream entry: within the entry cap and `totalRoom`. Reaching the
+   * entry cap drops the rest of this entry only; reaching the total drops all later output.
+   * Returns the response bytes added.
+   */
+  private appendText(entry: Entry, text: string, totalRoom: number): number {
+    const entryRoom = this.maxEntryBytes - entry.bytes;
+    const room = Math.max(0, Math.min(entryRoom, totalRoom));
+    // Every UTF-16 unit costs at least a byte, so a chunk longer than the room is cut unmeasured.
+    let kept = text;
+    let bytes = text.length <= room ? textBytes(text) : Number.POSITIVE_INFINITY;
+    if (bytes > room) {
+      kept = cutText(text, room);
+      bytes = textBytes(kept);
+      this.truncated = true;
+      if (totalRoom <= entryRoom) this.full = true;
+      else entry.capped = true;
+    }
+    if (kept === "") return 0;
+    entry.bundle[TEXT_PLAIN] = `${String(entry.bundle[TEXT_PLAIN])}${kept}`;
+    entry.bytes += bytes;
+    return bytes;
   }
 
   private addBundle(bundle: MimeBundle, displayId: string | undefined): void {
     this.applyPendingClear();
-    if (!this.reserve(bundleBytes(bundle))) return;
-    this.entries.push(displayId === undefined ? { bundle } : { bundle, displayId });
+    if (this.full) {
+      this.truncated = true;
+      return;
+    }
+    const fitted = this.fit(bundle, this.room);
+    if (fitted.value === undefined) return;
+    this.entries.push({
+      bundle: fitted.value,
+      bytes: fitted.bytes,
+      ...(displayId === undefined ? {} : { displayId }),
+    });
+    this.bytes += fitted.bytes + 1;
   }
 
   private updateDisplay(bundle: MimeBundle, displayId: string | undefined): void {
     if (displayId === undefined) return;
     for (const entry of this.entries) {
       if (entry.displayId !== displayId) continue;
-      const old = bundleBytes(entry.bundle);
-      this.bytes -= old;
-      if (this.reserve(bundleBytes(bundle))) entry.bundle = bundle;
-      else this.bytes += old;
+      const fitted = this.fit(bundle, this.room + entry.bytes + 1);
+      // An update with nothing left to show keeps what was there; `truncated` says it is stale.
+      if (fitted.value === undefined) continue;
+      this.bytes += fitted.bytes - entry.bytes;
+      entry.bundle = fitted.value;
+      entry.bytes = fitted.bytes;
     }
   }
 
-  /** Counts `size` bytes against the cap; false (and `truncated`) when they do not fit. */
-  private reserve(size: number): boolean {
-    if (this.full || this.bytes + size > this.maxOutputBytes) {
-      this.truncated = true;
-      this.full = true;
-      return false;
-    }
-    this.bytes += size;
-    return true;
-  }
-
-  /** The part of `text` that still fits, cut on a character boundary. */
-  private fit(text: string): string {
-    if (this.full) return "";
-    const size = Buffer.byteLength(text, "utf8");
-    const room = this.maxOutputBytes - this.bytes;
-    if (size <= room) {
-      this.bytes += size;
-      return text;
-    }
+  /**
+   * Fits a bundle to the entry cap, then to the `room` left in the total; reaching the total
+   * means later output is dropped.
+   */
+  private fit(bundle: MimeBundle, room: number): Fitted<MimeBundle> {
+    const entry = fitBundle(bundle, this.maxEntryBytes);
+    if (entry.cut) this.truncated = true;
+    if (entry.value === undefined || entry.bytes <= room) return entry;
     this.truncated = true;
     this.full = true;
-    this.bytes = this.maxOutputBytes;
-    return cutUtf8(text, Math.max(0, room));
+    return room < 0 ? { value: undefined, bytes: 0, cut: true } : fitBundle(entry.value, room);
+  }
+
+  /** Keeps the error within the entry cap, and cuts output back from its end to make room for it. */
+  private setError(error: RunError): void {
+    const fitted = fitError(error, this.maxEntryBytes);
+    if (fitted.cut) this.truncated = true;
+    this.bytes += fitted.bytes - this.errorBytes;
+    this.error = fitted.value;
+    this.errorBytes = fitted.bytes;
+    while (this.bytes > this.maxOutputBytes) {
+      const last = this.entries.pop();
+      if (!last) break;
+      this.bytes -= last.bytes + 1;
+      this.truncated = true;
+      this.full = true;
+      const cut = fitBundle(last.bundle, this.room);
+      if (cut.value === undefined) continue;
+      this.entries.push({ ...last, bundle: cut.value, bytes: cut.bytes, capped: true });
+      this.bytes += cut.bytes + 1;
+    }
   }
 
   private applyPendingClear(): void {
@@ -199,7 +308,7 @@ export class RunCollector {
   private clear(): void {
     this.clearPending = false;
     this.entries.length = 0;
-    this.bytes = 0;
+    this.bytes = this.errorBytes;
     this.full = false;
   }
 }
@@ -210,18 +319,6 @@ function timeoutError(timeoutMs: number, interrupted: RunError | null): RunError
     evalue: `execution exceeded ${timeoutMs} ms and was interrupted`,
     traceback: interrupted?.ename === "KeyboardInterrupt" ? interrupted.traceback : [],
   };
-}
-
-function bundleBytes(bundle: MimeBundle): number {
-  return Buffer.byteLength(JSON.stringify(bundle), "utf8");
-}
-
-/** The longest prefix of `text` within `maxBytes` of UTF-8 that ends on a whole character. */
-function cutUtf8(text: string, maxBytes: number): string {
-  const bytes = Buffer.from(text, "utf8");
-  let end = Math.min(maxBytes, bytes.length);
-  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end--;
-  return bytes.subarray(0, end).toString("utf8");
 }
 
 function asBundle(data: unknown): MimeBundle {

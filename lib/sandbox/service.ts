@@ -97,6 +97,12 @@ const LEASE_POLL_MAX_MS = 50;
 const DEADLINE_RESERVE_MS = 1_000;
 
 /**
+ * Kept back for restarting a kernel that ignored the interrupt: a local or gateway kernel starts in
+ * well under this; a slower start goes on past the answer (see `recoverStuck`).
+ */
+const RESTART_RESERVE_MS = 2_000;
+
+/**
  * Start, run, get and stop, per caller. Stateless: every call reads what it needs from the store,
  * and every change of ownership is a conditional write, so concurrent invocations agree on one
  * kernel per (owner, kernelId) and one run at a time per kernel.
@@ -114,9 +120,17 @@ export class SandboxService {
    * Get-or-create, as pybox's `start`: the caller's live kernel by that id is returned; a dead one
    * is replaced (`restarted: true`); concurrent starts of one id wait for the one that won.
    */
-  async start(owner: string, request: StartRequest): Promise<StartOutcome> {
+  async start(
+    owner: string,
+    request: StartRequest,
+    limits: { deadline?: number } = {},
+  ): Promise<StartOutcome> {
     const kernelId = request.kernelId ?? randomUUID();
-    const deadline = Date.now() + this.settings.startTimeoutMs + LEASE_MARGIN_MS;
+    // Waiting for another start ends in time for the invocation to answer `KERNEL_STARTING` itself.
+    const deadline = Math.min(
+      Date.now() + this.settings.startTimeoutMs + LEASE_MARGIN_MS,
+      (limits.deadline ?? Number.POSITIVE_INFINITY) - DEADLINE_RESERVE_MS,
+    );
     for (let attempt = 0; ; attempt++) {
       const existing = await this.store.get(owner, kernelId);
       if (existing?.state === "ready" && (await this.alive(existing))) {
@@ -170,8 +184,10 @@ export class SandboxService {
     if (!Number.isInteger(asked) || asked < 1 || asked > maxTimeoutMs) {
       throw new ValidationError(`timeoutMs must be an integer from 1 to ${maxTimeoutMs}`);
     }
-    const budget =
-      (deadline ?? Number.POSITIVE_INFINITY) - Date.now() - run.interruptGraceMs - DEADLINE_RESERVE_MS;
+    // What the code may use of the invocation: the rest goes to the interrupt, a restart, the answer.
+    const spare = run.interruptGraceMs + RESTART_RESERVE_MS + DEADLINE_RESERVE_MS;
+    const codeTime = () => (deadline ?? Number.POSITIVE_INFINITY) - Date.now() - spare;
+    const budget = codeTime();
     const busyWaitMs = Math.max(0, Math.min(limits.busyWaitMs ?? run.busyWaitMs, budget - 1_000));
     const leaseId = randomUUID();
     const lease = this.acquire(
@@ -182,17 +198,16 @@ export class SandboxService {
       busyWaitMs,
     );
     lease.catch(() => undefined);
-    const options = () => ({
-      timeoutMs: Math.max(
-        100,
-        Math.min(
-          asked,
-          (deadline ?? Number.POSITIVE_INFINITY) - Date.now() - run.interruptGraceMs - DEADLINE_RESERVE_MS,
-        ),
-      ),
-      interruptGraceMs: run.interruptGraceMs,
-      maxOutputBytes: Math.min(run.maxOutputBytes, limits.maxOutputBytes ?? run.maxOutputBytes),
-    });
+    const options = () => {
+      const maxOutputBytes = Math.min(run.maxOutputBytes, limits.maxOutputBytes ?? run.maxOutputBytes);
+      return {
+        timeoutMs: Math.max(100, Math.min(asked, codeTime())),
+        interruptGraceMs: run.interruptGraceMs,
+        maxOutputBytes,
+        // A tighter total (a queued run's stored result) tightens the entry cap with it.
+        maxOutputEntryBytes: Math.min(run.maxOutputEntryBytes, maxOutputBytes),
+      };
+    };
     let record: KernelRecord | undefined;
     let released = false;
     try {
@@ -228,12 +243,16 @@ export class SandboxService {
       if (!record) throw error;
       if (error instanceof KernelStuckError) {
         released = true;
-        await this.bury(record);
-        return stuckResult(error);
+        return await this.recoverStuck(record, error, deadline);
       }
       if (error instanceof KernelDiedError) {
         released = true;
+        const current = await this.store.get(owner, kernelId).catch(() => record);
         await this.bury(record);
+        // A stop (or a restart elsewhere) under the run is not a death: say what happened.
+        if (current?.incarnation !== record.incarnation) {
+          throw new KernelStoppedError(`kernel '${kernelId}' was stopped while this run was under way`);
+        }
         throw deadError(kernelId, error);
       }
       throw error;
@@ -243,6 +262,53 @@ export class SandboxService {
           .releaseLease(owner, kernelId, leaseId)
           .catch((cause) => logger.warn("lease not released; it expires by itself", { kernelId, cause }));
       }
+    }
+  }
+
+  /**
+   * A kernel that ignored the interrupt is replaced by a fresh one under the same id and spec,
+   * within the time the invocation has left. A restart still under way then goes on (under
+   * `npm start`; a frozen Lambda's is taken over by the next start once it stalls), and the result
+   * says which happened.
+   */
+  private async recoverStuck(record: KernelRecord, stuck: KernelStuckError, deadline?: number) {
+    this.refs.delete(cacheKey(record.owner, record.kernelId));
+    const restart = this.restart(record);
+    restart.catch(() => undefined);
+    if (deadline === undefined) return stuckResult(stuck, await restart);
+    const timer = new AbortController();
+    const out = sleep(Math.max(0, deadline - Date.now() - DEADLINE_RESERVE_MS), "restarting" as const, {
+      signal: timer.signal,
+    }).catch(() => "restarting" as const);
+    try {
+      return stuckResult(stuck, await Promise.race([restart, out]));
+    } finally {
+      timer.abort();
+    }
+  }
+
+  /** Stops a stuck kernel and starts its replacement; `stopped` when no replacement could be made. */
+  private async restart(record: KernelRecord): Promise<"restarted" | "stopped"> {
+    let claimed: KernelRecord;
+    try {
+      const until = Date.now() + this.settings.startTimeoutMs + LEASE_MARGIN_MS;
+      claimed = await this.store.claim(record, this.backend.name, until);
+    } catch (error) {
+      // Stopped or replaced meanwhile, or the store is failing: end this kernel and leave the record be.
+      if (!(error instanceof ConditionFailedError)) await this.bury(record);
+      else await this.stopQuietly(record);
+      return "stopped";
+    }
+    await this.stopQuietly(record);
+    try {
+      const request = { kernelId: record.kernelId, ...record.spec };
+      return (await this.launch(claimed, request, true)) ? "restarted" : "stopped";
+    } catch (error) {
+      logger.warn("a stuck kernel could not be restarted", {
+        kernelId: record.kernelId,
+        error: error as Error,
+      });
+      return "stopped";
     }
   }
 
@@ -415,7 +481,11 @@ export class SandboxService {
       throw error;
     }
     try {
-      const done = await this.store.complete(record, ref);
+      const spec = {
+        ...(request.cwd === undefined ? {} : { cwd: request.cwd }),
+        ...(request.env === undefined ? {} : { env: request.env }),
+      };
+      const done = await this.store.complete(record, ref, spec);
       this.refs.set(cacheKey(record.owner, record.kernelId), { incarnation: done.incarnation, ref });
       return toView(done, restarted);
     } catch (error) {
@@ -510,14 +580,23 @@ export class SandboxService {
   }
 }
 
+/** What became of a kernel that ignored the interrupt, as the run's error says it. */
+const STUCK_OUTCOMES = {
+  restarted: "so it was restarted: its variables and imports are gone",
+  restarting:
+    "so a fresh kernel is starting in its place: its variables and imports are gone, and runs answer KERNEL_STARTING until it is ready",
+  stopped: "and was shut down (its state is lost): POST /kernels with this kernelId to start a fresh one",
+} as const;
+
 /** The answer to a run whose kernel would not stop: what it displayed, and what became of the kernel. */
-function stuckResult(error: KernelStuckError): RunResult {
+function stuckResult(error: KernelStuckError, outcome: keyof typeof STUCK_OUTCOMES): RunResult {
   const partial = error.partial;
-  const evalue = `${partial.error?.evalue ?? "execution timed out"}; the kernel did not respond to the interrupt and was shut down (its state is lost): POST /kernels with this kernelId to start a fresh one`;
+  const evalue = `${partial.error?.evalue ?? "execution timed out"}; the kernel did not respond to the interrupt, ${STUCK_OUTCOMES[outcome]}`;
   return {
     ...partial,
     status: "timeout",
     error: { ename: "TimeoutError", evalue, traceback: partial.error?.traceback ?? [] },
+    ...(outcome === "stopped" ? {} : { restarted: true }),
   };
 }
 

@@ -26,6 +26,8 @@ const KernelRecordSchema = z.object({
    */
   incarnation: z.string().min(1),
   ref: z.record(z.string(), z.unknown()).optional(),
+  /** What the caller started it with, so a kernel that must be restarted comes back the same. */
+  spec: z.object({ cwd: z.string().optional(), env: z.record(z.string(), z.string()).optional() }).optional(),
   createdAt: z.string(),
   lastActivityAt: z.string(),
   /** Epoch ms after which an unfinished start may be taken over. */
@@ -123,20 +125,25 @@ export class KernelStore {
   }
 
   /** Records the started kernel; fails if someone else took the record over meanwhile. */
-  async complete(record: KernelRecord, ref: Record<string, unknown>): Promise<KernelRecord> {
+  async complete(
+    record: KernelRecord,
+    ref: Record<string, unknown>,
+    spec: NonNullable<KernelRecord["spec"]> = {},
+  ): Promise<KernelRecord> {
     const out = await storeCall(() =>
       this.client.send(
         new UpdateCommand({
           TableName: this.table,
           Key: key(record.owner, record.kernelId),
           UpdateExpression:
-            "SET #state = :ready, #ref = :ref, lastActivityAt = :now, expiresAt = :exp REMOVE startingUntil",
+            "SET #state = :ready, #ref = :ref, spec = :spec, lastActivityAt = :now, expiresAt = :exp REMOVE startingUntil",
           ConditionExpression: "incarnation = :incarnation AND #state = :starting",
           ExpressionAttributeNames: { "#state": "state", "#ref": "ref" },
           ExpressionAttributeValues: {
             ":ready": "ready",
             ":starting": "starting",
             ":ref": ref,
+            ":spec": spec,
             ":incarnation": record.incarnation,
             ":now": new Date().toISOString(),
             ":exp": this.expiry(),

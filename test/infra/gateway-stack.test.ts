@@ -7,9 +7,9 @@ import type { CfnResource } from "aws-cdk-lib";
 import { Annotations, Match } from "aws-cdk-lib/assertions";
 import { build } from "esbuild";
 import { esbuildOptions, PROJECT_ROOT } from "../../infra/bundling.ts";
-import { HTTP_FUNCTION_TIMEOUT, SYNC_LIMIT_MS } from "../../infra/functions.ts";
+import { HTTP_FUNCTION_TIMEOUT, SYNC_START_LIMIT_MS } from "../../infra/functions.ts";
 import { MAX_MESSAGE_BYTES, MAX_RECEIVE_COUNT } from "../../infra/queue.ts";
-import { loadConfig } from "../../lib/config.ts";
+import { loadConfig, SYNC_RUN_LIMIT_MS } from "../../lib/config.ts";
 import { ROUTES } from "../../lib/http/routes.ts";
 import { TABLE_KEYS } from "../../lib/store/dynamodb.ts";
 import {
@@ -113,9 +113,10 @@ describe("PyboxStack (gateway backend, defaults)", () => {
         const props = s.functionProps(name);
         assert.equal(props.Timeout, HTTP_FUNCTION_TIMEOUT.toSeconds(), name);
         const env = (props.Environment as { Variables: Record<string, string> }).Variables;
-        assert.equal(env.PYBOX_MAX_RUN_TIMEOUT_MS, String(SYNC_LIMIT_MS), name);
-        assert.equal(env.PYBOX_START_TIMEOUT_MS, String(SYNC_LIMIT_MS), name);
-        assert.ok(SYNC_LIMIT_MS < 29_000);
+        assert.equal(env.PYBOX_MAX_RUN_TIMEOUT_MS, String(SYNC_RUN_LIMIT_MS), name);
+        assert.equal(env.PYBOX_START_TIMEOUT_MS, String(SYNC_START_LIMIT_MS), name);
+        assert.ok(SYNC_RUN_LIMIT_MS + 3_000 + 2_000 + 1_000 <= HTTP_FUNCTION_TIMEOUT.toMilliseconds());
+        assert.ok(SYNC_START_LIMIT_MS < 29_000);
       }
       assert.equal(s.functionProps("queue").Timeout, 15 * 60);
       assert.equal(s.functionProps("reaper").Timeout, 5 * 60);

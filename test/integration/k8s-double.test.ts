@@ -567,6 +567,7 @@ describe("Kernel controller double", () => {
           timeoutMs: 10_000,
           interruptGraceMs: 2_000,
           maxOutputBytes: 1 << 20,
+          maxOutputEntryBytes: 1 << 20,
         });
         assert.equal(result.status, "ok", JSON.stringify(result));
         assert.deepEqual(result.data, [{ "text/plain": `${workingDir}|bar|k1|${workingDir}|None\n` }]);

@@ -7,6 +7,7 @@ import { loadConfig } from "../../lib/config.ts";
 import { type EmbeddedDynamo, ensureTable, LOCAL_AWS, startEmbeddedDynamo } from "../../lib/dev/dynamodb.ts";
 import { createRuntime } from "../../lib/runtime.ts";
 import type { SandboxService } from "../../lib/sandbox/service.ts";
+import { localKernelPid } from "../support/kernel-process.ts";
 
 /**
  * Two service instances on one table are two Lambda containers: each remembers kernel refs of its
@@ -50,8 +51,8 @@ describe("sandbox service across containers", { timeout: 120_000 }, () => {
 
   it("runs in a kernel that another container revived after it died", async () => {
     await first.start("owner", { kernelId: "phoenix" });
-    const pid = Number(
-      (await first.run("owner", "phoenix", "import os\nos.getpid()")).data[0]?.["text/plain"],
+    const pid = await localKernelPid(async (code) =>
+      String((await first.run("owner", "phoenix", code)).data[0]?.["text/plain"]),
     );
     process.kill(pid, "SIGKILL");
     await new Promise((resolve) => setTimeout(resolve, 300));

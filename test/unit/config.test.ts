@@ -39,12 +39,13 @@ describe("config", () => {
         dynamodb: {},
         operatorEnv: {},
         run: {
-          defaultTimeoutMs: 30_000,
-          maxTimeoutMs: 300_000,
-          interruptGraceMs: 5_000,
+          defaultTimeoutMs: 20_000,
+          maxTimeoutMs: 20_000,
+          interruptGraceMs: 3_000,
           busyWaitMs: 10_000,
           maxCodeBytes: 262_144,
           maxOutputBytes: 4_194_304,
+          maxOutputEntryBytes: 1_048_576,
         },
         asyncRun: { maxTimeoutMs: 840_000, maxResultBytes: 300_000, resultTtlSeconds: 86_400 },
         queue: { maxReceives: 5 },
@@ -55,6 +56,14 @@ describe("config", () => {
         local: {
           python: join(PROJECT_ROOT, ".venv", "bin", "python"),
           stateDir: join(PROJECT_ROOT, ".pybox"),
+          sandbox: "auto",
+          limits: {
+            memoryBytes: 4 * 1024 ** 3,
+            processes: 256,
+            fileBytes: 1024 ** 3,
+            cpuSeconds: 3600,
+            tmpBytes: 512 * 1024 ** 2,
+          },
         },
         port: 8080,
       });
@@ -69,6 +78,12 @@ describe("config", () => {
         AWS_REGION: "eu-west-1",
         PYBOX_PYTHON: "/opt/py/bin/python",
         PYBOX_STATE_DIR: "/var/pybox",
+        PYBOX_LOCAL_SANDBOX: "bwrap",
+        PYBOX_LOCAL_MEMORY_BYTES: "1073741824",
+        PYBOX_LOCAL_MAX_PROCESSES: "32",
+        PYBOX_LOCAL_MAX_FILE_BYTES: "2097152",
+        PYBOX_LOCAL_CPU_SECONDS: "60",
+        PYBOX_LOCAL_TMP_BYTES: "4194304",
         PYBOX_RUN_TIMEOUT_MS: "1000",
         PYBOX_MAX_RUN_TIMEOUT_MS: "2000",
         PYBOX_INTERRUPT_GRACE_MS: "300",
@@ -76,6 +91,7 @@ describe("config", () => {
         PYBOX_BUSY_WAIT_MS: "0",
         PYBOX_MAX_CODE_BYTES: "512",
         PYBOX_MAX_OUTPUT_BYTES: "2048",
+        PYBOX_MAX_OUTPUT_ENTRY_BYTES: "1536",
         PYBOX_RECORD_TTL_SECONDS: "3600",
         PYBOX_QUEUE_URL: "http://127.0.0.1:9324/000000000000/runs.fifo",
         PYBOX_SQS_ENDPOINT: "http://127.0.0.1:9324",
@@ -104,6 +120,7 @@ describe("config", () => {
           busyWaitMs: 0,
           maxCodeBytes: 512,
           maxOutputBytes: 2_048,
+          maxOutputEntryBytes: 1_536,
         },
         asyncRun: { maxTimeoutMs: 60_000, maxResultBytes: 20_000, resultTtlSeconds: 600 },
         queue: {
@@ -116,7 +133,18 @@ describe("config", () => {
         maxKernelsPerCaller: 3,
         startTimeoutMs: 4_000,
         recordTtlSeconds: 3_600,
-        local: { python: "/opt/py/bin/python", stateDir: "/var/pybox" },
+        local: {
+          python: "/opt/py/bin/python",
+          stateDir: "/var/pybox",
+          sandbox: "bwrap",
+          limits: {
+            memoryBytes: 1024 ** 3,
+            processes: 32,
+            fileBytes: 2 * 1024 ** 2,
+            cpuSeconds: 60,
+            tmpBytes: 4 * 1024 ** 2,
+          },
+        },
         port: 9090,
       });
     });
@@ -126,6 +154,38 @@ describe("config", () => {
         () => loadConfig({ PYBOX_RECORD_TTL_SECONDS: "3600", PYBOX_IDLE_TIMEOUT_SECONDS: "3600" }),
         /PYBOX_RECORD_TTL_SECONDS must exceed PYBOX_IDLE_TIMEOUT_SECONDS/,
       );
+    });
+
+    it("refuses an output entry cap above the total output cap, naming both variables", () => {
+      assertConfigError(
+        () => loadConfig({ PYBOX_MAX_OUTPUT_BYTES: "65536", PYBOX_MAX_OUTPUT_ENTRY_BYTES: "65537" }),
+        /^invalid configuration: PYBOX_MAX_OUTPUT_ENTRY_BYTES \(65537\) exceeds PYBOX_MAX_OUTPUT_BYTES \(65536\)/,
+      );
+    });
+
+    it("refuses a sandbox mode it does not know, and kernel limits too small to start Python", () => {
+      assertConfigError(() => loadConfig({ PYBOX_LOCAL_SANDBOX: "docker" }), /PYBOX_LOCAL_SANDBOX/);
+      assertConfigError(() => loadConfig({ PYBOX_LOCAL_MAX_PROCESSES: "4" }), /PYBOX_LOCAL_MAX_PROCESSES/);
+      assertConfigError(
+        () => loadConfig({ PYBOX_LOCAL_MEMORY_BYTES: "1048576" }),
+        /PYBOX_LOCAL_MEMORY_BYTES/,
+      );
+    });
+
+    it("accepts an output entry cap equal to the total", () => {
+      // Act
+      const config = loadConfig({ PYBOX_MAX_OUTPUT_BYTES: "65536", PYBOX_MAX_OUTPUT_ENTRY_BYTES: "65536" });
+
+      // Assess
+      assert.deepEqual([config.run.maxOutputBytes, config.run.maxOutputEntryBytes], [65_536, 65_536]);
+    });
+
+    it("lowers the default output entry cap to a total cap set below it", () => {
+      // Act
+      const config = loadConfig({ PYBOX_MAX_OUTPUT_BYTES: "65536" });
+
+      // Assess
+      assert.equal(config.run.maxOutputEntryBytes, 65_536);
     });
 
     it("resolves a relative state directory and python to absolute paths", () => {
@@ -161,6 +221,16 @@ describe("config", () => {
       ],
       ["a start timeout below 1 s", { PYBOX_START_TIMEOUT_MS: "999" }, "PYBOX_START_TIMEOUT_MS"],
       ["a record TTL below 60 s", { PYBOX_RECORD_TTL_SECONDS: "59" }, "PYBOX_RECORD_TTL_SECONDS"],
+      [
+        "an output entry cap below 1 KiB",
+        { PYBOX_MAX_OUTPUT_ENTRY_BYTES: "1023" },
+        "PYBOX_MAX_OUTPUT_ENTRY_BYTES",
+      ],
+      [
+        "an output entry cap that is not a number",
+        { PYBOX_MAX_OUTPUT_ENTRY_BYTES: "1MB" },
+        "PYBOX_MAX_OUTPUT_ENTRY_BYTES",
+      ],
     ];
     for (const [name, env, variable] of invalid) {
       it(`rejects ${name} with a ConfigError naming ${variable}`, () => {
@@ -177,16 +247,20 @@ describe("config", () => {
 
     it("rejects a default run timeout above the maximum", () => {
       assertConfigError(
-        () => loadConfig({ PYBOX_RUN_TIMEOUT_MS: "300001" }),
+        () => loadConfig({ PYBOX_RUN_TIMEOUT_MS: "20001" }),
         /^invalid configuration: PYBOX_RUN_TIMEOUT_MS exceeds PYBOX_MAX_RUN_TIMEOUT_MS$/,
       );
     });
 
     it("rejects a maximum run timeout below the default", () => {
       assertConfigError(
-        () => loadConfig({ PYBOX_MAX_RUN_TIMEOUT_MS: "29999" }),
+        () => loadConfig({ PYBOX_MAX_RUN_TIMEOUT_MS: "19999" }),
         /PYBOX_RUN_TIMEOUT_MS exceeds PYBOX_MAX_RUN_TIMEOUT_MS/,
       );
+    });
+
+    it("keeps synchronous runs under API Gateway's 30 s: a larger maximum is refused", () => {
+      assertConfigError(() => loadConfig({ PYBOX_MAX_RUN_TIMEOUT_MS: "28001" }), /PYBOX_MAX_RUN_TIMEOUT_MS/);
     });
 
     it("accepts a default run timeout equal to the maximum", () => {

@@ -1,10 +1,20 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { JupyterMessage } from "../../../lib/jupyter/messages.ts";
-import { RunCollector, type RunResult, stripAnsi } from "../../../lib/jupyter/run-result.ts";
+import { responseBytes } from "../../../lib/jupyter/output-limits.ts";
+import {
+  RESULT_OVERHEAD_BYTES,
+  RunCollector,
+  type RunResult,
+  stripAnsi,
+} from "../../../lib/jupyter/run-result.ts";
 
 const REQUEST_ID = "0b5cbb1e-7d1a-4f0e-9b7a-3c1a2d3e4f50";
 const CAP = 1024 * 1024;
+const LIMITS = { maxOutputBytes: CAP, maxEntryBytes: CAP };
+
+/** What a stream entry costs in the total before its text: `{"text/plain":""}` and a comma. */
+const STREAM = responseBytes({ "text/plain": "" }) + 1;
 
 let sequence = 0;
 
@@ -68,9 +78,13 @@ const errorReply = (count: number, ename: string, evalue: string, traceback: str
 function collect(
   iopub: readonly JupyterMessage[],
   reply: JupyterMessage | undefined,
-  options: { maxOutputBytes?: number; replyAfter?: number } = {},
+  options: { maxOutputBytes?: number; maxEntryBytes?: number; replyAfter?: number } = {},
 ): RunCollector {
-  const collector = new RunCollector(options.maxOutputBytes ?? CAP);
+  const maxOutputBytes = options.maxOutputBytes ?? CAP;
+  const collector = new RunCollector({
+    maxOutputBytes,
+    maxEntryBytes: options.maxEntryBytes ?? maxOutputBytes,
+  });
   const replyAfter = options.replyAfter ?? iopub.length - 1;
   if (reply && replyAfter < 0) collector.onReply(reply);
   iopub.forEach((message, index) => {
@@ -438,7 +452,7 @@ describe("RunCollector", () => {
   describe("done", () => {
     it("is done only once the reply has come after idle", () => {
       // Prepare
-      const collector = new RunCollector(CAP);
+      const collector = new RunCollector(LIMITS);
       collector.onIopub(busy());
       collector.onIopub(input("1+1", 1));
       collector.onIopub(executeResult({ "text/plain": "2" }, 1));
@@ -456,7 +470,7 @@ describe("RunCollector", () => {
 
     it("is done only once idle has come after the reply", () => {
       // Prepare
-      const collector = new RunCollector(CAP);
+      const collector = new RunCollector(LIMITS);
       collector.onIopub(busy());
       collector.onIopub(input("1+1", 1));
 
@@ -476,7 +490,7 @@ describe("RunCollector", () => {
 
     it("is not done on busy or on a starting state", () => {
       // Prepare
-      const collector = new RunCollector(CAP);
+      const collector = new RunCollector(LIMITS);
       collector.onReply(okReply(1));
 
       // Act
@@ -561,7 +575,7 @@ describe("RunCollector", () => {
       ];
 
       // Act
-      const result = collect(iopub, okReply(1), { maxOutputBytes: 10 }).result(1);
+      const result = collect(iopub, okReply(1), { maxOutputBytes: STREAM + 10 }).result(1);
 
       // Assess
       assert.deepEqual(result.data, [{ "text/plain": "abcdefghij" }]);
@@ -573,7 +587,7 @@ describe("RunCollector", () => {
       const iopub = [stream("stdout", "0123456789AB"), clearOutput(true), stream("stdout", "done\n"), idle()];
 
       // Act
-      const result = collect(iopub, okReply(1), { maxOutputBytes: 10 }).result(1);
+      const result = collect(iopub, okReply(1), { maxOutputBytes: STREAM + 10 }).result(1);
 
       // Assess
       assert.deepEqual(result.data, [{ "text/plain": "done\n" }]);
@@ -644,9 +658,10 @@ describe("RunCollector", () => {
 
       // Assess
       assert.ok(
-        JSON.stringify(result.data).length <= 100,
-        `data is ${JSON.stringify(result.data).length} characters, over the cap of 100`,
+        responseBytes(result.data[0]) < 100,
+        `the entry takes ${responseBytes(result.data[0])} bytes`,
       );
+      assert.match(String(result.data[0]?.["text/plain"]), /^x+$/);
       assert.equal(result.truncated, true);
     });
   });
@@ -723,7 +738,7 @@ describe("RunCollector", () => {
   });
 
   describe("output cap", () => {
-    it("cuts stream text at the cap, marks the result truncated and drops what follows", () => {
+    it("cuts stream text at the total, marks the result truncated and drops what follows", () => {
       // Prepare
       const iopub = [
         busy(),
@@ -737,7 +752,7 @@ describe("RunCollector", () => {
       ];
 
       // Act
-      const result = collect(iopub, okReply(1), { maxOutputBytes: 10 }).result(4);
+      const result = collect(iopub, okReply(1), { maxOutputBytes: STREAM + 10 }).result(4);
 
       // Assess
       assert.deepEqual(result, {
@@ -750,35 +765,40 @@ describe("RunCollector", () => {
       } satisfies RunResult);
     });
 
-    it("keeps text that exactly fills the cap without marking it truncated", () => {
+    it("keeps text that exactly fills the total without marking it truncated", () => {
       // Prepare
       const iopub = [stream("stdout", "12345"), stream("stderr", "67890"), idle()];
 
       // Act
-      const result = collect(iopub, okReply(1), { maxOutputBytes: 10 }).result(1);
+      const result = collect(iopub, okReply(1), { maxOutputBytes: 2 * STREAM + 10 }).result(1);
 
       // Assess
       assert.deepEqual(result.data, [{ "text/plain": "12345" }, { "text/plain": "67890" }]);
       assert.equal(result.truncated, false);
     });
 
-    it("drops a bundle that does not fit and every bundle after it", () => {
+    it("cuts a text bundle at the total and drops every bundle after it", () => {
       // Prepare
-      const first = { "text/plain": "ok" }; // 19 characters as JSON
-      const second = { "text/plain": "too large for the room left" }; // 43
-      const third = { "text/plain": "s" }; // 18: would fit after first, but comes after a drop
+      const first = { "text/plain": "ok" };
+      const second = { "text/plain": "too large for the room left" };
+      const third = { "text/plain": "s" }; // would fit, but comes after the total was reached
       const iopub = [displayData(first), displayData(second), displayData(third), idle()];
 
       // Act
-      const result = collect(iopub, okReply(1), { maxOutputBytes: 40 }).result(1);
+      const result = collect(iopub, okReply(1), { maxOutputBytes: 2 * STREAM + 2 + 9 }).result(1);
 
       // Assess
-      assert.deepEqual(result.data, [{ "text/plain": "ok" }]);
+      assert.deepEqual(result.data, [{ "text/plain": "ok" }, { "text/plain": "too large" }]);
       assert.equal(result.truncated, true);
     });
 
-    it("keeps the error of a run whose output was cut", () => {
+    it("cuts output back from its end to make room for the error, which it keeps whole", () => {
       // Prepare
+      const error = {
+        ename: "ZeroDivisionError",
+        evalue: "division by zero",
+        traceback: ZERO_DIVISION_TRACEBACK_PLAIN,
+      };
       const iopub = [
         stream("stdout", "x".repeat(50)),
         errorMessage("ZeroDivisionError", "division by zero", ZERO_DIVISION_TRACEBACK),
@@ -787,28 +807,396 @@ describe("RunCollector", () => {
 
       // Act
       const result = collect(iopub, errorReply(1, "ZeroDivisionError", "division by zero", []), {
-        maxOutputBytes: 20,
+        maxOutputBytes: STREAM + 20 + responseBytes(error),
       }).result(1);
 
       // Assess
       assert.equal(result.status, "error");
       assert.deepEqual(result.data, [{ "text/plain": "x".repeat(20) }]);
       assert.equal(result.truncated, true);
-      assert.deepEqual(result.error?.traceback, ZERO_DIVISION_TRACEBACK_PLAIN);
+      assert.deepEqual(result.error, error);
     });
 
-    it("counts the cap in UTF-8 bytes, as its name says, for text outside ASCII", () => {
+    it("counts text as the Lambda response carries it: JSON inside JSON", () => {
       // Prepare
-      const text = "é".repeat(10); // 10 characters, 20 UTF-8 bytes
-      const iopub = [stream("stdout", text), idle()];
+      const cases = [
+        { text: "é".repeat(10), each: 2 },
+        { text: "\n".repeat(10), each: 3 },
+        { text: '"'.repeat(10), each: 4 },
+        { text: "\\".repeat(10), each: 4 },
+        { text: "\u0001".repeat(10), each: 7 },
+      ];
+
+      for (const { text, each } of cases) {
+        // Act
+        const result = collect([stream("stdout", text), idle()], okReply(1), {
+          maxOutputBytes: STREAM + 5 * each,
+        }).result(1);
+
+        // Assess
+        assert.deepEqual(result.data, [{ "text/plain": text.slice(0, 5) }], JSON.stringify(text));
+        assert.equal(result.truncated, true);
+      }
+    });
+
+    it("keeps control-character output within the cap as the response measures it", () => {
+      // Prepare: print("\x01" * 3_000_000), as ipykernel sends it, in chunks
+      const cap = 64 * 1024;
+      const chunk = "\u0001".repeat(8_192);
+      const iopub = [busy(), ...Array.from({ length: 366 }, () => stream("stdout", chunk)), idle()];
 
       // Act
-      const result = collect(iopub, okReply(1), { maxOutputBytes: 10 }).result(1);
+      const result = collect(iopub, okReply(1), { maxOutputBytes: cap, maxEntryBytes: cap / 4 }).result(1);
 
       // Assess
-      const kept = String(result.data[0]?.["text/plain"] ?? "");
+      const body = JSON.stringify(result);
+      assert.ok(Buffer.byteLength(body) <= cap + RESULT_OVERHEAD_BYTES, `body is ${body.length} bytes`);
+      assert.ok(
+        responseBytes(result) <= cap + RESULT_OVERHEAD_BYTES,
+        `response is ${responseBytes(result)} bytes`,
+      );
       assert.equal(result.truncated, true);
-      assert.ok(Buffer.byteLength(kept, "utf8") <= 10, `kept ${Buffer.byteLength(kept, "utf8")} bytes`);
+      assert.equal(result.data.length, 1);
+      assert.ok(responseBytes(result.data[0]) <= cap / 4);
+    });
+
+    it("leaves room in its overhead for the fixed fields and a timeout's error", () => {
+      // Prepare
+      const collector = collect([busy(), input("while True: pass", 2 ** 31)], undefined, {
+        maxOutputBytes: 1_024,
+      });
+
+      // Act
+      const result: RunResult = { ...collector.result(3_600_000_000, 3_600_000), restarted: true };
+
+      // Assess
+      assert.ok(responseBytes(result) <= RESULT_OVERHEAD_BYTES, `${responseBytes(result)} bytes`);
+    });
+
+    it("never cuts inside a character: an emoji at the boundary is kept whole or left out", () => {
+      // Prepare
+      const text = `a${"😀".repeat(20)}`;
+
+      for (let room = 0; room <= 20; room++) {
+        // Act
+        const result = collect([stream("stdout", text), idle()], okReply(1), {
+          maxOutputBytes: STREAM + room,
+        }).result(1);
+
+        // Assess
+        const kept = String(result.data[0]?.["text/plain"] ?? "");
+        assert.ok(text.startsWith(kept), `room ${room}`);
+        assert.equal(Buffer.from(kept, "utf8").toString("utf8"), kept, `room ${room}: a broken character`);
+        assert.equal(kept.length, room === 0 ? 0 : 1 + 2 * Math.floor((room - 1) / 4), `room ${room}`);
+      }
+    });
+  });
+
+  describe("entry cap", () => {
+    it("cuts one stream entry at the entry cap and drops the rest of it, but keeps later entries", () => {
+      // Prepare
+      const iopub = [
+        stream("stdout", "0123456"),
+        stream("stdout", "789ABC"),
+        stream("stdout", "more of the same entry\n"),
+        stream("stderr", "warning\n"),
+        displayData({ "text/plain": "shown" }),
+        stream("stdout", "after\n"),
+        idle(),
+      ];
+
+      // Act
+      const result = collect(iopub, okReply(1), { maxEntryBytes: STREAM - 1 + 10 }).result(1);
+
+      // Assess
+      assert.deepEqual(result.data, [
+        { "text/plain": "0123456789" },
+        { "text/plain": "warning\n" },
+        { "text/plain": "shown" },
+        { "text/plain": "after\n" },
+      ]);
+      assert.equal(result.truncated, true);
+    });
+
+    it("drops an image over the entry cap whole and keeps its text/plain", () => {
+      // Prepare
+      const png = "iVBORw0KGgo".repeat(1_000);
+      const figure = { "image/png": png, "text/plain": "<Figure size 640x480 with 1 Axes>" };
+      const iopub = [displayData(figure), stream("stdout", "next\n"), idle()];
+
+      // Act
+      const result = collect(iopub, okReply(1), { maxEntryBytes: 1_024 }).result(1);
+
+      // Assess
+      assert.deepEqual(result.data, [
+        { "text/plain": "<Figure size 640x480 with 1 Axes>" },
+        { "text/plain": "next\n" },
+      ]);
+      assert.equal(result.truncated, true);
+    });
+
+    it("drops rich values largest first, and only as many as it must", () => {
+      // Prepare
+      const bundle = {
+        "text/plain": "<IPython.core.display.HTML object>",
+        "text/html": `<table>${"<tr><td>1</td></tr>".repeat(20)}</table>`,
+        "image/png": "A".repeat(5_000),
+      };
+
+      // Act
+      const result = collect([executeResult(bundle, 1), idle()], okReply(1), { maxEntryBytes: 1_024 }).result(
+        1,
+      );
+
+      // Assess
+      assert.deepEqual(result.data, [
+        { "text/plain": bundle["text/plain"], "text/html": bundle["text/html"] },
+      ]);
+      assert.equal(result.truncated, true);
+    });
+
+    it("cuts a long text/plain value cleanly, but never HTML or JSON, which cut would not parse", () => {
+      // Prepare
+      const bundle = {
+        "text/plain": "y".repeat(3_000),
+        "text/html": `<pre>${"y".repeat(3_000)}</pre>`,
+        "application/json": { values: Array.from({ length: 500 }, (_, i) => i) },
+      };
+
+      // Act
+      const result = collect([executeResult(bundle, 1), idle()], okReply(1), { maxEntryBytes: 1_024 }).result(
+        1,
+      );
+
+      // Assess
+      assert.equal(result.data.length, 1);
+      assert.deepEqual(Object.keys(result.data[0] ?? {}), ["text/plain"]);
+      assert.match(String(result.data[0]?.["text/plain"]), /^y+$/);
+      assert.ok(responseBytes(result.data[0]) <= 1_024);
+      assert.ok(responseBytes(result.data[0]) > 1_000, "the text is cut at the cap, not far below it");
+    });
+
+    it("keeps no entry for a bundle with nothing that fits, and goes on with the next output", () => {
+      // Prepare
+      const iopub = [displayData({ "image/png": "B".repeat(5_000) }), stream("stdout", "after\n"), idle()];
+
+      // Act
+      const result = collect(iopub, okReply(1), { maxEntryBytes: 1_024 }).result(1);
+
+      // Assess
+      assert.deepEqual(result.data, [{ "text/plain": "after\n" }]);
+      assert.equal(result.truncated, true);
+    });
+
+    it("applies to a display update too: an updated figure too large keeps its text", () => {
+      // Prepare
+      const iopub = [
+        displayData({ "text/plain": "<Figure 1>" }, "fig"),
+        updateDisplayData({ "image/png": "C".repeat(5_000), "text/plain": "<Figure 2>" }, "fig"),
+        idle(),
+      ];
+
+      // Act
+      const result = collect(iopub, okReply(1), { maxEntryBytes: 1_024 }).result(1);
+
+      // Assess
+      assert.deepEqual(result.data, [{ "text/plain": "<Figure 2>" }]);
+      assert.equal(result.truncated, true);
+    });
+
+    it("is no larger than the total, whatever it is given", () => {
+      // Prepare
+      const iopub = [stream("stdout", "z".repeat(100)), idle()];
+
+      // Act
+      const result = collect(iopub, okReply(1), { maxOutputBytes: STREAM + 10, maxEntryBytes: 1_000 }).result(
+        1,
+      );
+
+      // Assess
+      assert.deepEqual(result.data, [{ "text/plain": "z".repeat(10) }]);
+    });
+  });
+
+  describe("error cap", () => {
+    /** A RecursionError's traceback, with lines far longer than any real one. */
+    const hugeTraceback = (frames: number) => [
+      "---------------------------------------------------------------------------",
+      "RecursionError                            Traceback (most recent call last)",
+      ...Array.from(
+        { length: frames },
+        (_, i) => `Cell In[1], line 1, in f(n=${i})\n----> 1 ${"f(n + 1); ".repeat(50)}\n`,
+      ),
+      `RecursionError: maximum recursion depth exceeded ${"!".repeat(5_000)}`,
+    ];
+
+    it("bounds a huge traceback by the entry cap, keeping its name and both ends", () => {
+      // Prepare
+      const traceback = hugeTraceback(3_000);
+      const evalue = `maximum recursion depth exceeded ${"!".repeat(5_000)}`;
+      const iopub = [stream("stdout", "before\n"), errorMessage("RecursionError", evalue, traceback), idle()];
+
+      // Act
+      const result = collect(iopub, errorReply(1, "RecursionError", evalue, traceback), {
+        maxEntryBytes: 16 * 1024,
+      }).result(1);
+
+      // Assess
+      const error = result.error;
+      assert.ok(error, "the error is kept");
+      assert.equal(result.status, "error");
+      assert.equal(error.ename, "RecursionError");
+      assert.ok(evalue.startsWith(error.evalue) && error.evalue.startsWith("maximum recursion depth"));
+      assert.ok(responseBytes(error) <= 16 * 1024, `error takes ${responseBytes(error)} bytes`);
+      assert.equal(error.traceback[0], traceback[0]);
+      assert.equal(error.traceback[1], traceback[1]);
+      assert.match(error.traceback.at(-1) ?? "", /^RecursionError: maximum recursion depth exceeded !+$/);
+      assert.ok(error.traceback.some((line) => /traceback entries left out/.test(line)));
+      assert.deepEqual(result.data, [{ "text/plain": "before\n" }]);
+      assert.equal(result.truncated, true);
+    });
+
+    it("keeps an error that fits as it is, without marking the result truncated", () => {
+      // Prepare
+      const iopub = [errorMessage("ZeroDivisionError", "division by zero", ZERO_DIVISION_TRACEBACK), idle()];
+
+      // Act
+      const result = collect(iopub, errorReply(1, "ZeroDivisionError", "division by zero", []), {
+        maxEntryBytes: 1_024,
+      }).result(1);
+
+      // Assess
+      assert.deepEqual(result.error?.traceback, ZERO_DIVISION_TRACEBACK_PLAIN);
+      assert.equal(result.truncated, false);
+    });
+
+    it("keeps the error after output filled the total, and the whole result within its bound", () => {
+      // Prepare
+      const cap = 32 * 1024;
+      const traceback = hugeTraceback(500);
+      const iopub = [
+        ...Array.from({ length: 40 }, () => stream("stdout", "o".repeat(1_000))),
+        displayData({ "text/plain": "dropped" }),
+        errorMessage("RecursionError", "maximum recursion depth exceeded", traceback),
+        idle(),
+      ];
+
+      // Act
+      const result = collect(iopub, undefined, { maxOutputBytes: cap, maxEntryBytes: cap / 2 }).result(1);
+
+      // Assess
+      assert.equal(result.error?.ename, "RecursionError");
+      assert.ok(responseBytes(result) <= cap + RESULT_OVERHEAD_BYTES, `${responseBytes(result)} bytes`);
+      assert.ok(responseBytes(result.data) > cap / 3, "output is cut back only as far as needed");
+      assert.equal(result.truncated, true);
+    });
+
+    it("keeps the interrupted traceback of a timeout within the bound", () => {
+      // Prepare
+      const cap = 8 * 1024;
+      const traceback = [...hugeTraceback(200).slice(0, -1), "KeyboardInterrupt: "];
+      const iopub = [
+        stream("stdout", "p".repeat(20_000)),
+        errorMessage("KeyboardInterrupt", "", traceback),
+        idle(),
+      ];
+
+      // Act
+      const result = collect(iopub, undefined, { maxOutputBytes: cap, maxEntryBytes: cap / 2 }).result(
+        1,
+        3_600_000,
+      );
+
+      // Assess
+      assert.equal(result.status, "timeout");
+      assert.equal(result.error?.ename, "TimeoutError");
+      assert.equal(result.error?.traceback.at(-1), "KeyboardInterrupt: ");
+      assert.ok(responseBytes(result) <= cap + RESULT_OVERHEAD_BYTES, `${responseBytes(result)} bytes`);
+    });
+  });
+
+  describe("bounds, on random output", () => {
+    it("keeps every result within its caps, cuts only whole characters, and says when it cut", () => {
+      // Prepare
+      const random = seeded(20_261_126);
+      const alphabet = [
+        "a",
+        "b",
+        " ",
+        "\n",
+        "\t",
+        '"',
+        "\\",
+        "\u0001",
+        "\u001f",
+        "é",
+        "€",
+        "😀",
+        "\ud800",
+        "\udfff",
+      ];
+      const text = () =>
+        Array.from(
+          { length: Math.floor(random() ** 3 * 400) },
+          () => alphabet[Math.floor(random() * alphabet.length)],
+        ).join("");
+      const kinds = ["stdout", "stderr", "display", "figure", "clear", "clear-wait"] as const;
+
+      for (let round = 0; round < 300; round++) {
+        const maxOutputBytes = 200 + Math.floor(random() * 4_000);
+        const maxEntryBytes = Math.min(maxOutputBytes, 200 + Math.floor(random() * maxOutputBytes));
+        const iopub: JupyterMessage[] = [];
+        for (let i = Math.floor(random() * 30); i > 0; i--) {
+          const kind = kinds[Math.floor(random() * (kinds.length + 4)) % kinds.length];
+          if (kind === "stdout" || kind === "stderr") iopub.push(stream(kind, text()));
+          if (kind === "display") iopub.push(displayData({ "text/plain": text(), "text/html": text() }));
+          if (kind === "figure")
+            iopub.push(displayData({ "image/png": "Q".repeat(random() * 3_000), "text/plain": text() }));
+          if (kind === "clear" || kind === "clear-wait") iopub.push(clearOutput(kind === "clear-wait"));
+        }
+        if (random() < 0.3) iopub.push(errorMessage("ValueError", text(), [text(), text(), text()]));
+        iopub.push(idle());
+
+        // Act
+        const result = collect(iopub, okReply(1), { maxOutputBytes, maxEntryBytes }).result(1);
+        const uncut = collect(iopub, okReply(1)).result(1);
+
+        // Assess
+        const where = `round ${round}`;
+        assert.ok(responseBytes(result) <= maxOutputBytes + RESULT_OVERHEAD_BYTES, where);
+        assert.ok(Buffer.byteLength(JSON.stringify(result)) <= maxOutputBytes + RESULT_OVERHEAD_BYTES, where);
+        for (const entry of result.data) assert.ok(responseBytes(entry) <= maxEntryBytes, where);
+        if (result.error) assert.ok(responseBytes(result.error) <= maxEntryBytes, where);
+        // Output cut and later cleared leaves nothing to see, but `truncated` still says it happened.
+        const cut = JSON.stringify([result.data, result.error]) !== JSON.stringify([uncut.data, uncut.error]);
+        if (cut) assert.equal(result.truncated, true, where);
+        for (const [index, entry] of result.data.entries()) {
+          const kept = entry["text/plain"];
+          if (typeof kept !== "string") continue;
+          const whole = uncut.data.map((e) => String(e["text/plain"] ?? "")).find((t) => t.startsWith(kept));
+          assert.ok(whole !== undefined, `${where}: entry ${index} is not the start of an output`);
+          assert.ok(!endsInsidePair(kept, whole), `${where}: entry ${index} splits a surrogate pair`);
+        }
+      }
     });
   });
 });
+
+/** A small deterministic generator (mulberry32), so a failing round can be replayed. */
+function seeded(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+/** Whether `prefix`, a start of `whole`, ends between the two halves of a surrogate pair. */
+function endsInsidePair(prefix: string, whole: string): boolean {
+  const last = prefix.charCodeAt(prefix.length - 1);
+  const next = whole.charCodeAt(prefix.length);
+  return last >= 0xd800 && last <= 0xdbff && next >= 0xdc00 && next <= 0xdfff;
+}
