@@ -1,17 +1,44 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { closeSync, constants, openSync } from "node:fs";
-import { access, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import {
+  access,
+  chown,
+  copyFile,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  writeFile,
+} from "node:fs/promises";
+import { homedir, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
 import * as z from "zod";
+import { DEFAULT_KERNEL_LIMITS, type KernelLimits, type LocalConfig } from "../config.ts";
 import { BackendUnavailableError, ConfigError, KernelDiedError, ValidationError } from "../errors.ts";
 import { KernelClient } from "../jupyter/client.ts";
 import { type ConnectionInfo, ConnectionInfoSchema, hasAllPorts } from "../jupyter/connection.ts";
 import type { RunResult } from "../jupyter/run-result.ts";
 import { logger } from "../logger.ts";
+import {
+  closedFolders,
+  isWithin,
+  jailedCommand,
+  type KernelJail,
+  kernelUid,
+  probeSandbox,
+  pythonDirs,
+  type Sandbox,
+  type SandboxProbe,
+} from "./local-sandbox.ts";
 import type { Backend, KernelInventory, RunOptions, StartSpec } from "./port.ts";
 import { isRunning, readProcess, signalGroup } from "./process.ts";
+
+const run = promisify(execFile);
 
 const LocalRefSchema = z.object({
   backend: z.literal("local"),
@@ -22,6 +49,12 @@ const LocalRefSchema = z.object({
   runtimeDir: z.string().min(1),
   workDir: z.string().min(1),
   ownsWorkDir: z.boolean(),
+  /** Inside bubblewrap: signals go to the sandbox as a whole, never to the kernel alone. */
+  sandboxed: z.boolean().default(false),
+  /** The `ipc` socket folder of a sandboxed kernel (short, for the 107-byte socket path limit). */
+  socketDir: z.string().min(1).optional(),
+  /** Who owned the caller's cwd before it was lent to a kernel running under a uid of its own. */
+  cwdOwner: z.object({ uid: z.number().int(), gid: z.number().int() }).optional(),
 });
 
 /** Where a local kernel lives: its process, its sockets and its folders. */
@@ -34,6 +67,10 @@ export interface LocalBackendOptions {
   /** Parent of every kernel's runtime folder (connection file, log, default working dir). */
   stateDir: string;
   startTimeoutMs: number;
+  /** How kernels are confined (default `auto`: bubblewrap where it works). */
+  sandbox?: LocalConfig["sandbox"];
+  /** What each sandboxed kernel may use. */
+  limits?: KernelLimits;
 }
 
 /** mkdir failures that mean the asked-for directory can't exist, as opposed to a broken host. */
@@ -53,6 +90,9 @@ const PING_ATTEMPTS = 3;
  */
 export class LocalBackend implements Backend<LocalKernelRef> {
   readonly name = "local";
+  private probe: Promise<SandboxProbe> | undefined;
+  private interpreterDirs: Promise<string[]> | undefined;
+  private sharedFontCache: Promise<void> | undefined;
 
   constructor(private readonly options: LocalBackendOptions) {}
 
@@ -78,6 +118,15 @@ export class LocalBackend implements Backend<LocalKernelRef> {
     return LocalRefSchema.parse(value);
   }
 
+  /**
+   * How this backend's kernels are confined, found once per process. The dev server asks at start,
+   * to say loudly when kernels would run unconfined.
+   */
+  isolation(): Promise<SandboxProbe> {
+    this.probe ??= probeSandbox(this.options.sandbox ?? "auto");
+    return this.probe;
+  }
+
   async start(spec: StartSpec): Promise<LocalKernelRef> {
     const { python, stateDir, startTimeoutMs } = this.options;
     await access(python, constants.X_OK).catch((cause) => {
@@ -85,6 +134,8 @@ export class LocalBackend implements Backend<LocalKernelRef> {
         cause,
       });
     });
+    const { sandbox } = await this.isolation();
+    if (sandbox && spec.cwd !== undefined) checkSandboxedCwd(spec.cwd, stateDir);
     const id = randomUUID();
     const runtimeDir = join(stateDir, "kernels", id);
     const workDir = spec.cwd ?? join(runtimeDir, "work");
@@ -96,31 +147,76 @@ export class LocalBackend implements Backend<LocalKernelRef> {
       throw cause;
     });
     await mkdir(join(runtimeDir, "ipython"), { recursive: true });
+    const socketDir = sandbox ? await mkdtemp(join(tmpdir(), "pybox-k-")) : undefined;
     const connectionFile = join(runtimeDir, "connection.json");
-    await writeFile(connectionFile, JSON.stringify(freshConnection()), { mode: 0o600 });
+    await writeFile(connectionFile, JSON.stringify(freshConnection(socketDir)), { mode: 0o600 });
 
     const deadline = Date.now() + startTimeoutMs;
-    const child = this.spawnKernel(connectionFile, workDir, {
+    const env: Record<string, string> = {
       ...spec.env,
       PATH: `${dirname(python)}:/usr/local/bin:/usr/bin:/bin`,
       HOME: workDir,
       LANG: spec.env.LANG ?? "C.UTF-8",
       IPYTHONDIR: join(runtimeDir, "ipython"),
       MPLCONFIGDIR: join(stateDir, "cache", "matplotlib"),
-    });
+    };
+    let jail: { sandbox: Sandbox; jail: KernelJail } | undefined;
+    let cwdOwner: LocalKernelRef["cwdOwner"];
+    if (sandbox && socketDir) {
+      const uid = sandbox.setpriv ? kernelUid() : undefined;
+      const interpreter = await this.pythonDirs();
+      env.MPLCONFIGDIR = await this.kernelFontCache(runtimeDir);
+      env.USER = "pybox";
+      env.LOGNAME = "pybox";
+      jail = {
+        sandbox,
+        jail: {
+          runtimeDir,
+          socketDir,
+          workDir,
+          stateDir,
+          hidden: [homedir(), ...(uid === undefined ? [] : await closedFolders(interpreter))],
+          pythonDirs: interpreter,
+          ...(uid === undefined ? {} : { uid }),
+        },
+      };
+      // A kernel under a root server has a uid of its own: hand it what it must write. The
+      // caller's cwd is lent for the kernel's life (the folder itself, not what is in it).
+      if (uid !== undefined) {
+        const owned = [runtimeDir, join(runtimeDir, "ipython"), env.MPLCONFIGDIR, connectionFile, socketDir];
+        if (spec.cwd !== undefined) {
+          const { uid: ownerUid, gid } = await stat(workDir);
+          cwdOwner = { uid: ownerUid, gid };
+        }
+        await Promise.all([...owned, workDir].map((path) => chown(path, uid, uid)));
+      }
+    }
+    const child = this.spawnKernel(connectionFile, workDir, env, jail);
     const pid = child.pid;
     if (pid === undefined) throw new BackendUnavailableError("the kernel process could not be spawned");
     const identity = (await readProcess(pid)) ?? { pid, startTime: null };
+    const connection = await waitForPorts(connectionFile, child, deadline).catch(async (error) => {
+      // What the kernel (or bwrap) said is for the operator's log; the caller gets the error alone.
+      const said = await readFile(join(runtimeDir, "kernel.log"), "utf8").catch(() => "");
+      logger.error("kernel start failed", { kernel: id, output: said.slice(-2_000) });
+      await this.cleanUp({ runtimeDir, workDir, ownsWorkDir: spec.cwd === undefined, socketDir, cwdOwner });
+      throw error;
+    });
     const ref: LocalKernelRef = {
       backend: "local",
       id,
       pid,
       startTime: identity.startTime,
-      connection: await waitForPorts(connectionFile, child, deadline),
+      connection,
       runtimeDir,
       workDir,
       ownsWorkDir: spec.cwd === undefined,
+      sandboxed: jail !== undefined,
+      ...(socketDir ? { socketDir } : {}),
+      ...(cwdOwner ? { cwdOwner } : {}),
     };
+    // Written before the handshake, so a crash from here on leaves a kernel the reaper can find.
+    await writeFile(join(runtimeDir, REF_FILE), JSON.stringify(ref), { mode: 0o600 });
     const client = new KernelClient(ref.connection, {
       handshakeTimeoutMs: Math.max(1, deadline - Date.now()),
     });
@@ -132,8 +228,7 @@ export class LocalBackend implements Backend<LocalKernelRef> {
     } finally {
       client.close();
     }
-    await writeFile(join(runtimeDir, REF_FILE), JSON.stringify(ref), { mode: 0o600 });
-    logger.info("local kernel started", { kernel: id, pid });
+    logger.info("local kernel started", { kernel: id, pid, sandboxed: ref.sandboxed });
     return ref;
   }
 
@@ -158,7 +253,8 @@ export class LocalBackend implements Backend<LocalKernelRef> {
     try {
       await client.interrupt();
     } catch {
-      if (await isRunning(ref)) signalGroup(ref.pid, "SIGINT");
+      // SIGINT to a sandbox's group would end bwrap, and the kernel with it.
+      if (!ref.sandboxed && (await isRunning(ref))) signalGroup(ref.pid, "SIGINT");
     } finally {
       client.close();
     }
@@ -195,19 +291,44 @@ export class LocalBackend implements Backend<LocalKernelRef> {
       }
       await exitsWithin(ref, EXIT_GRACE_MS);
     }
-    await rm(ref.runtimeDir, { recursive: true, force: true });
-    if (ref.ownsWorkDir) await rm(ref.workDir, { recursive: true, force: true });
+    await this.cleanUp(ref);
     logger.info("local kernel stopped", { kernel: ref.id, pid: ref.pid });
   }
 
-  private spawnKernel(connectionFile: string, cwd: string, env: Record<string, string>): ChildProcess {
+  /** Removes a kernel's folders and gives a lent cwd back to its owner. */
+  private async cleanUp(
+    kernel: Pick<LocalKernelRef, "runtimeDir" | "workDir" | "ownsWorkDir" | "socketDir" | "cwdOwner">,
+  ): Promise<void> {
+    await rm(kernel.runtimeDir, { recursive: true, force: true });
+    if (kernel.socketDir) await rm(kernel.socketDir, { recursive: true, force: true });
+    if (kernel.ownsWorkDir) await rm(kernel.workDir, { recursive: true, force: true });
+    else if (kernel.cwdOwner) {
+      await chown(kernel.workDir, kernel.cwdOwner.uid, kernel.cwdOwner.gid).catch((cause) =>
+        logger.warn("could not give the cwd back to its owner", { cwd: kernel.workDir, cause }),
+      );
+    }
+  }
+
+  private spawnKernel(
+    connectionFile: string,
+    cwd: string,
+    env: Record<string, string>,
+    jail: { sandbox: Sandbox; jail: KernelJail } | undefined,
+  ): ChildProcess {
+    const kernel = [
+      this.options.python,
+      "-m",
+      "ipykernel_launcher",
+      "-f",
+      connectionFile,
+      "--HistoryManager.enabled=False",
+    ];
+    const { file, args } = jail
+      ? jailedCommand(jail.sandbox, jail.jail, this.options.limits ?? DEFAULT_KERNEL_LIMITS, kernel)
+      : { file: this.options.python, args: kernel.slice(1) };
     const log = openSync(join(dirname(connectionFile), "kernel.log"), "a");
     try {
-      const child = spawn(
-        this.options.python,
-        ["-m", "ipykernel_launcher", "-f", connectionFile, "--HistoryManager.enabled=False"],
-        { cwd, env, detached: true, stdio: ["ignore", log, log] },
-      );
+      const child = spawn(file, args, { cwd, env, detached: true, stdio: ["ignore", log, log] });
       child.unref();
       child.on("error", (error) => logger.error("kernel process error", { error }));
       return child;
@@ -215,13 +336,61 @@ export class LocalBackend implements Backend<LocalKernelRef> {
       closeSync(log);
     }
   }
+
+  private pythonDirs(): Promise<string[]> {
+    this.interpreterDirs ??= pythonDirs(this.options.python);
+    return this.interpreterDirs;
+  }
+
+  /**
+   * A sandboxed kernel's own matplotlib folder (a shared one would be a channel between kernels),
+   * seeded with the font list, which otherwise costs each kernel's first plot a scan of the
+   * system's fonts. The shared list is built once per process by the trusted interpreter, never by
+   * a kernel, and awaited, so nothing runs on after the server.
+   */
+  private async kernelFontCache(runtimeDir: string): Promise<string> {
+    const shared = join(this.options.stateDir, "cache", "matplotlib");
+    this.sharedFontCache ??= buildFontCache(this.options.python, shared);
+    await this.sharedFontCache;
+    const own = join(runtimeDir, "matplotlib");
+    await mkdir(own, { recursive: true });
+    const lists = (await readdir(shared).catch(() => [])).filter((name) => /^fontlist-.*\.json$/.test(name));
+    await Promise.all(
+      lists.map((name) => copyFile(join(shared, name), join(own, name)).catch(() => undefined)),
+    );
+    return own;
+  }
 }
 
-/** A connection file with a fresh random key; ports 0 let the kernel bind free ports itself. */
-function freshConnection(): ConnectionInfo {
+/** Builds matplotlib's font list in `dir` unless it is there; a failure only costs speed. */
+async function buildFontCache(python: string, dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  if ((await readdir(dir)).some((name) => name.startsWith("fontlist-"))) return;
+  await run(python, ["-c", "import matplotlib.font_manager"], {
+    env: { MPLCONFIGDIR: dir, HOME: dir, PATH: "/usr/bin:/bin" },
+    timeout: 60_000,
+  }).catch((error: Error) => logger.warn("matplotlib's font list was not built", { error }));
+}
+
+/**
+ * A sandboxed kernel may write only in its cwd, so the cwd must not open up the host: not `/`,
+ * and not inside the state folder that holds every kernel's keys.
+ */
+function checkSandboxedCwd(cwd: string, stateDir: string): void {
+  if (cwd === "/") throw new ValidationError("cwd '/' would make the whole host writable to the kernel");
+  if (isWithin(cwd, stateDir) || isWithin(stateDir, cwd)) {
+    throw new ValidationError(
+      `cwd '${cwd}' overlaps the server's state folder, which holds every kernel's keys`,
+    );
+  }
+}
+
+/** A connection file with a fresh random key; ports 0 let the kernel pick free ports (or `ipc` paths). */
+function freshConnection(socketDir?: string): ConnectionInfo {
   return {
-    transport: "tcp",
-    ip: "127.0.0.1",
+    // A sandboxed kernel has no network: its sockets are files in a folder shared with it.
+    transport: socketDir ? "ipc" : "tcp",
+    ip: socketDir ? join(socketDir, "k") : "127.0.0.1",
     shell_port: 0,
     iopub_port: 0,
     stdin_port: 0,

@@ -1,4 +1,5 @@
-import { loadConfig } from "../config.ts";
+import { probeSandbox } from "../backends/local-sandbox.ts";
+import { type Config, loadConfig } from "../config.ts";
 import { startLocalStack } from "./local-stack.ts";
 import { ensurePythonEnv, KERNEL_ENV, VENV_DIR } from "./python-env.ts";
 
@@ -10,6 +11,7 @@ async function main(): Promise<void> {
   const config = loadConfig();
   if (config.local.python.startsWith(VENV_DIR)) await ensurePythonEnv(KERNEL_ENV);
 
+  if (config.backend === "local") await reportIsolation(config);
   const stack = await startLocalStack(config);
   const { reattached, cleaned, abandonedRuns } = stack.recovered;
   if (reattached + cleaned > 0) {
@@ -39,6 +41,32 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", () => void shutdown("SIGINT"));
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
+}
+
+/**
+ * The local backend runs model-written code on this machine: say how it is confined, and say it
+ * loudly when it is not.
+ */
+async function reportIsolation(config: Config): Promise<void> {
+  const probe = await probeSandbox(config.local.sandbox);
+  if (probe.sandbox) {
+    const { memoryBytes, processes, cpuSeconds } = config.local.limits;
+    console.log(
+      `Kernels run in bubblewrap: no network, read-only host, private /tmp; ${memoryBytes / 1024 ** 2} MiB memory, ${processes} processes, ${cpuSeconds} s CPU each.`,
+    );
+    return;
+  }
+  const line = "!".repeat(78);
+  console.warn(
+    [
+      line,
+      "!! WARNING: kernels are NOT isolated. Code they run can read and write your files,",
+      "!! reach the network and see your processes, with your rights.",
+      `!! Why: ${probe.reason}`,
+      "!! Fix: install bubblewrap (apt-get install bubblewrap), or set PYBOX_LOCAL_SANDBOX=bwrap to require it.",
+      line,
+    ].join("\n"),
+  );
 }
 
 await main();

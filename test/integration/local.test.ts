@@ -2,22 +2,21 @@ import assert from "node:assert/strict";
 import { readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { localKernelPid, processExists } from "../support/kernel-process.ts";
 import { type LocalApi, startLocalApi } from "../support/local-api.ts";
 import { describeBackendBehaviour } from "./behaviour.ts";
 
 describeBackendBehaviour("local", async () => {
   const server = await startLocalApi();
-  return { api: server.api, stop: () => server.stop() };
+  const api = server.api.as("alice");
+  return {
+    api: server.api,
+    stop: () => server.stop(),
+    killKernel: async (kernelId) => {
+      process.kill(await localKernelPid((code) => api.eval(kernelId, code)), "SIGKILL");
+    },
+  };
 });
-
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function waitUntil(check: () => boolean, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
@@ -130,7 +129,7 @@ describe("local backend", { timeout: 300_000 }, () => {
       const server = await startLocalApi();
       try {
         await server.api.start({ kernelId: "k" });
-        const pid = Number(await server.api.eval("k", "import os\nos.getpid()"));
+        const pid = await localKernelPid((code) => server.api.eval("k", code));
         assert.ok(processExists(pid));
 
         await server.stop({ signal: "SIGINT", keepState: true });
@@ -142,25 +141,55 @@ describe("local backend", { timeout: 300_000 }, () => {
       }
     });
 
-    it("re-attaches live kernels and cleans up dead ones after a crash", async () => {
-      const first = await startLocalApi();
+    it("takes sandboxed kernels down with it when it crashes, and cleans their records up at the next start", async () => {
+      const first = await startLocalApi({ PYBOX_LOCAL_SANDBOX: "bwrap" });
+      let pids: number[] = [];
+      try {
+        for (const kernelId of ["one", "two"]) {
+          await first.api.start({ kernelId });
+          pids.push(await localKernelPid((code) => first.api.eval(kernelId, code)));
+        }
+
+        await first.stop({ signal: "SIGKILL", keepState: true });
+
+        assert.ok(
+          await waitUntil(() => pids.every((pid) => !processExists(pid)), 5_000),
+          "a kernel outlived the server",
+        );
+        const second = await startLocalApi({ PYBOX_LOCAL_SANDBOX: "bwrap" }, first.stateDir);
+        try {
+          assert.match(second.output(), /0 re-attached, 2 dead ones cleaned up/);
+          assert.equal((await second.api.get("one")).status, 404);
+        } finally {
+          await second.stop();
+        }
+      } finally {
+        for (const pid of pids) if (processExists(pid)) process.kill(pid, "SIGKILL");
+        pids = [];
+        await first.stop();
+      }
+    });
+
+    it("re-attaches live unsandboxed kernels and cleans up dead ones after a crash", async () => {
+      const first = await startLocalApi({ PYBOX_LOCAL_SANDBOX: "off" });
       let pids: number[] = [];
       try {
         await first.api.start({ kernelId: "survivor" });
         await first.api.run("survivor", "kept = 'yes'");
         await first.api.start({ kernelId: "casualty" });
         pids = [
-          Number(await first.api.eval("survivor", "import os\nos.getpid()")),
-          Number(await first.api.eval("casualty", "import os\nos.getpid()")),
+          await localKernelPid((code) => first.api.eval("survivor", code)),
+          await localKernelPid((code) => first.api.eval("casualty", code)),
         ];
         await first.stop({ signal: "SIGKILL", keepState: true });
         const casualty = pids[1];
         if (casualty) process.kill(casualty, "SIGKILL");
         await writeFile(join(first.stateDir, "marker"), "crashed");
 
-        const second = await startLocalApi({}, first.stateDir);
+        const second = await startLocalApi({ PYBOX_LOCAL_SANDBOX: "off" }, first.stateDir);
         try {
           assert.match(second.output(), /1 re-attached, 1 dead ones cleaned up/);
+          assert.match(second.output(), /kernels are NOT isolated/);
           assert.equal(await second.api.eval("survivor", "kept"), "'yes'");
           assert.equal((await second.api.get("casualty")).status, 404);
         } finally {
