@@ -236,7 +236,18 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
     let last: KernelObject | undefined;
     let backoffMs = 100;
     while (Date.now() < deadline) {
-      last = await this.get(name);
+      let read: KernelObject | undefined;
+      try {
+        read = await this.get(name);
+      } catch (error) {
+        // The API server failing a read for a moment (5xx, 429, a dropped connection) is no reason
+        // to give up a launch under way: read again, within the start's deadline.
+        if (!(error instanceof BackendUnavailableError) || Date.now() + backoffMs >= deadline) throw error;
+        await sleep(backoffMs);
+        backoffMs = Math.min(backoffMs * 2, 2_000);
+        continue;
+      }
+      last = read;
       if (!last) throw new KernelLaunchError(`kernel ${name} disappeared while starting`);
       if (isReady(last) && connectionAnnotation(last) !== undefined) return last;
       const began = Date.now();

@@ -92,11 +92,17 @@ export async function startKernel(
   let response: Response;
   try {
     // A remote launch (a pod, a YARN container) answers only once the kernel is up: this request
-    // gets the start's whole budget, not the per-call timeout.
+    // gets the start's whole budget, not the per-call timeout. The budget goes to the fetch itself:
+    // `makeRequest` wraps the call in a `Request` and calls `fetch(request)`, and the settings'
+    // fetch would put its per-call timeout on any request that comes without a signal of its own.
+    const launch: GatewaySettings = {
+      ...settings,
+      fetch: (input, init) => settings.fetch(input, { ...init, signal: AbortSignal.timeout(timeoutMs) }),
+    };
     response = await ServerConnection.makeRequest(
       URLExt.join(settings.baseUrl, "api/kernels"),
-      { method: "POST", body: JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs) },
-      settings,
+      { method: "POST", body: JSON.stringify(body) },
+      launch,
     );
   } catch (error) {
     throw translateGatewayError(error, "start a kernel");

@@ -6,11 +6,38 @@ import type { Config } from "../config.ts";
 export const TABLE_KEYS = { partition: "pk", sort: "sk", ttl: "expiresAt" } as const;
 
 /**
+ * How the one DynamoDB client retries and gives up. Throttling and 5xx are retried with the SDK's
+ * standard backoff (jittered, 500 ms base for throttling); a connection that cannot be made or a
+ * request that gets no answer is cut short and retried too, instead of waiting out the SDK's
+ * default 5-minute socket timeout. Worst case for one call against a DynamoDB that never answers:
+ * 5 × 3 s plus backoff, about 17 s, so a synchronous invocation (API Gateway allows 29 s) still
+ * answers `503 STORE_UNAVAILABLE` itself rather than being cut off.
+ */
+export const DYNAMO_RETRY = {
+  maxAttempts: 5,
+  /** Loopback, VPC endpoint or regional endpoint: a TCP connection takes milliseconds. */
+  connectionTimeoutMs: 1_000,
+  /** A whole request (a single-item call takes milliseconds; a 1 MB scan page well under a second). */
+  requestTimeoutMs: 3_000,
+} as const;
+
+/**
  * The DynamoDB client, built once per container. Standard retry mode with a few more attempts
- * than the default rides out throttling before the store reports itself unavailable.
+ * than the default rides out throttling before the store reports itself unavailable, and bounded
+ * connection and request times keep an unreachable DynamoDB from eating the invocation
+ * (see {@link DYNAMO_RETRY}).
  */
 export function createDynamoClient(options: Config["dynamodb"]): DynamoDBClient {
-  return new DynamoDBClient({ ...options, maxAttempts: 5, retryMode: "standard" });
+  return new DynamoDBClient({
+    ...options,
+    maxAttempts: DYNAMO_RETRY.maxAttempts,
+    retryMode: "standard",
+    requestHandler: {
+      connectionTimeout: DYNAMO_RETRY.connectionTimeoutMs,
+      requestTimeout: DYNAMO_RETRY.requestTimeoutMs,
+      throwOnRequestTimeout: true,
+    },
+  });
 }
 
 /** Plain JavaScript values in and out, over the one client (undefined attributes are dropped). */
