@@ -77,6 +77,7 @@ const EnvSchema = z.object({
   PYBOX_CLUSTER_CULLING_INTERVAL_SECONDS: int(1, 24 * 3600, 60),
   PYBOX_STATE_DIR: optionalText,
   PYBOX_LOCAL_SANDBOX: z.enum(["auto", "bwrap", "off"]).default("auto"),
+  PYBOX_LOCAL_CWD_ROOTS: optionalText,
   PYBOX_LOCAL_MEMORY_BYTES: int(64 * 1024 ** 2, 2 ** 50, DEFAULT_KERNEL_LIMITS.memoryBytes),
   PYBOX_LOCAL_MAX_PROCESSES: int(16, 1_000_000, DEFAULT_KERNEL_LIMITS.processes),
   PYBOX_LOCAL_MAX_FILE_BYTES: int(1024 ** 2, 2 ** 50, DEFAULT_KERNEL_LIMITS.fileBytes),
@@ -150,6 +151,8 @@ export interface LocalConfig {
   stateDir: string;
   /** `auto` confines kernels with bubblewrap where it works, `bwrap` requires it, `off` never uses it. */
   sandbox: "auto" | "bwrap" | "off";
+  /** When set, a sandboxed kernel's `cwd` must be inside one of these folders. */
+  cwdRoots?: string[];
   limits: KernelLimits;
 }
 
@@ -290,6 +293,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       python: resolve(e.PYBOX_PYTHON ?? join(PROJECT_ROOT, ".venv", "bin", "python")),
       stateDir,
       sandbox: e.PYBOX_LOCAL_SANDBOX,
+      ...(e.PYBOX_LOCAL_CWD_ROOTS ? { cwdRoots: cwdRoots(e.PYBOX_LOCAL_CWD_ROOTS) } : {}),
       limits: {
         memoryBytes: e.PYBOX_LOCAL_MEMORY_BYTES,
         processes: e.PYBOX_LOCAL_MAX_PROCESSES,
@@ -312,6 +316,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ...(cluster ? { cluster } : {}),
     port: e.PORT,
   };
+}
+
+/** `PYBOX_LOCAL_CWD_ROOTS`: absolute folders separated by `:`. */
+function cwdRoots(value: string): string[] {
+  const roots = value.split(":").filter((root) => root.trim() !== "");
+  const relativeRoot = roots.find((root) => !root.startsWith("/"));
+  if (relativeRoot !== undefined) {
+    throw new ConfigError(
+      `invalid configuration: PYBOX_LOCAL_CWD_ROOTS: '${relativeRoot}' is not an absolute path`,
+    );
+  }
+  return roots.map((root) => resolve(root));
 }
 
 function clusterConfig(e: z.infer<typeof EnvSchema>, operatorEnv: Record<string, string>): ClusterConfig {

@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { constants } from "node:fs";
-import { access, mkdir, mkdtemp, realpath, rm, stat } from "node:fs/promises";
+import { access, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join, relative, sep } from "node:path";
 import { promisify } from "node:util";
@@ -14,7 +14,8 @@ const run = promisify(execFile);
  * - a normal user: bwrap makes a user namespace, where the rlimits count this kernel's processes
  *   alone (Linux ≥ 5.14 accounts RLIMIT_NPROC per user namespace);
  * - root: bwrap sets up the namespaces with root's rights, and `setpriv` then drops the kernel to a
- *   uid of its own, because root's processes are exempt from RLIMIT_NPROC in any namespace.
+ *   uid of its own (root's processes are exempt from RLIMIT_NPROC in any namespace), where a second,
+ *   unprivileged bwrap makes the user namespace.
  */
 export interface Sandbox {
   bwrap: string;
@@ -48,9 +49,27 @@ export interface KernelJail {
 const KERNEL_UID_BASE = 1_600_000_000;
 const KERNEL_UID_SPAN = 1 << 24;
 
-/** A fresh uid for one kernel under a root server, so no two kernels share processes or files. */
+/** A uid for one kernel under a root server, drawn from {@link KERNEL_UID_BASE} upwards. */
 export function kernelUid(random: () => number = Math.random): number {
   return KERNEL_UID_BASE + Math.floor(random() * KERNEL_UID_SPAN);
+}
+
+/**
+ * A kernel uid no process on this machine runs as, so no two kernels share a process limit or
+ * can signal each other's processes.
+ */
+export async function unusedKernelUid(): Promise<number> {
+  const inUse = new Set<number>();
+  for (const name of await readdir("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const status = await readFile(`/proc/${name}/status`, "utf8").catch(() => "");
+    const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
+    if (uid !== undefined) inUse.add(Number(uid));
+  }
+  for (;;) {
+    const uid = kernelUid();
+    if (!inUse.has(uid)) return uid;
+  }
 }
 
 /**
@@ -75,6 +94,9 @@ export function jailedCommand(
   mounts.add("--dev", "/dev");
   mounts.add("--proc", "/proc");
   mounts.tmpfs("/tmp", { sizeBytes: limits.tmpBytes, mode: "1777" });
+  // Host sockets live under /run (D-Bus, systemd, agents, docker.sock); a read-only bind does not
+  // stop a connect(), so they are hidden, as /tmp's are.
+  mounts.tmpfs("/run");
   for (const dir of outermost(jail.hidden.filter((dir) => dir !== "/"))) mounts.tmpfs(dir);
   const ownWorkDir = isWithin(jail.workDir, jail.runtimeDir);
   if (!ownWorkDir) mounts.bind(jail.workDir, true);
@@ -108,6 +130,19 @@ export function jailedCommand(
           "--inh-caps=-all",
           "--bounding-set=-all",
           "--no-new-privs",
+          "--",
+          // An inner, unprivileged bwrap gives the kernel a user namespace of its own in which
+          // no further ones can be made (their code is where local privilege escalations live),
+          // and where RLIMIT_NPROC counts this kernel's processes alone.
+          sandbox.bwrap,
+          "--unshare-user",
+          "--disable-userns",
+          "--die-with-parent",
+          "--dev-bind",
+          "/",
+          "/",
+          "--chdir",
+          jail.workDir,
           "--",
         ]
       : [];
@@ -207,6 +242,60 @@ export async function closedFolders(dirs: readonly string[]): Promise<string[]> 
   return outermost(closed);
 }
 
+/** Folders a kernel's writable cwd may never be, or be inside: the system's own. */
+const SYSTEM_DIRS = [
+  "/bin",
+  "/boot",
+  "/dev",
+  "/etc",
+  "/lib",
+  "/lib32",
+  "/lib64",
+  "/libx32",
+  "/nix",
+  "/proc",
+  "/run",
+  "/sbin",
+  "/snap",
+  "/sys",
+  "/usr",
+  "/var",
+];
+
+/** What a sandboxed kernel's cwd is checked against. */
+export interface CwdGuard {
+  stateDir: string;
+  /** The server user's home: a cwd inside it is fine, one that contains it would expose it. */
+  home: string;
+  /** Where every kernel's socket folder is (`os.tmpdir()`). */
+  tmp: string;
+  pythonDirs: readonly string[];
+  /** `PYBOX_LOCAL_CWD_ROOTS`: when set, a cwd must be inside one of them. */
+  roots?: readonly string[];
+}
+
+/**
+ * Why `cwd` (absolute, resolved) may not be a sandboxed kernel's writable working directory, or
+ * undefined when it may. The caller picks it, so it must not open up the system, the server's
+ * state, the home the sandbox hides, or another kernel's sockets.
+ */
+export function cwdRefusal(cwd: string, guard: CwdGuard): string | undefined {
+  if (guard.roots && guard.roots.length > 0 && !guard.roots.some((root) => isWithin(cwd, root))) {
+    return `cwd '${cwd}' is outside the folders this server lends to kernels (PYBOX_LOCAL_CWD_ROOTS)`;
+  }
+  const system = SYSTEM_DIRS.find((dir) => isWithin(cwd, dir));
+  if (system) return `cwd '${cwd}' is inside the system folder ${system}`;
+  if (isWithin(cwd, guard.stateDir)) return `cwd '${cwd}' is inside the server's state folder`;
+  const exposed = ["/", guard.stateDir, guard.home, guard.tmp, ...guard.pythonDirs, ...SYSTEM_DIRS].find(
+    (dir) => isWithin(dir, cwd),
+  );
+  if (exposed) return `cwd '${cwd}' contains ${exposed}, which a kernel must not be able to write`;
+  if (isWithin(cwd, guard.tmp) && /^pybox-k-/.test(relative(guard.tmp, cwd))) {
+    return `cwd '${cwd}' is another kernel's socket folder`;
+  }
+  return undefined;
+}
+
 /** True when `path` is `dir` or below it. */
 export function isWithin(path: string, dir: string): boolean {
   const rel = relative(dir, path);
@@ -282,16 +371,24 @@ async function findExecutable(name: string): Promise<string | undefined> {
   return undefined;
 }
 
-/**
- * The folders a kernel's interpreter needs: its environment and the installation it was made
- * from, resolved through symlinks (a venv's `python` points into the base installation).
- */
-export async function pythonDirs(python: string): Promise<string[]> {
+/** What the sandbox needs to know of the kernels' interpreter. */
+export interface Interpreter {
+  /**
+   * The folders it needs: its environment and the installation it was made from, resolved
+   * through symlinks (a venv's `python` points into the base installation).
+   */
+  dirs: string[];
+  /** Python 3.11+ has `-P`: `-m ipykernel_launcher` then never imports from the cwd. */
+  safePath: boolean;
+}
+
+/** Asks the (trusted) interpreter itself, once per process. */
+export async function inspectInterpreter(python: string): Promise<Interpreter> {
   const { stdout } = await run(python, [
     "-c",
-    "import json, sys; print(json.dumps(sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix})))",
+    "import json, sys; print(json.dumps({'dirs': sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}), 'safePath': sys.version_info >= (3, 11)}))",
   ]);
-  const dirs = JSON.parse(stdout) as string[];
+  const { dirs, safePath } = JSON.parse(stdout) as Interpreter;
   const real = await Promise.all(dirs.map((dir) => realpath(dir).catch(() => dir)));
-  return [...new Set([...dirs, ...real])].sort();
+  return { dirs: [...new Set([...dirs, ...real])].sort(), safePath };
 }

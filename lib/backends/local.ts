@@ -5,40 +5,57 @@ import {
   access,
   chown,
   copyFile,
+  lstat,
   mkdir,
   mkdtemp,
   readdir,
   readFile,
+  realpath,
   rm,
   stat,
   writeFile,
 } from "node:fs/promises";
 import { homedir, tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import * as z from "zod";
 import { DEFAULT_KERNEL_LIMITS, type KernelLimits, type LocalConfig } from "../config.ts";
-import { BackendUnavailableError, ConfigError, KernelDiedError, ValidationError } from "../errors.ts";
+import {
+  BackendError,
+  BackendUnavailableError,
+  ConfigError,
+  KernelDiedError,
+  ValidationError,
+} from "../errors.ts";
 import { KernelClient } from "../jupyter/client.ts";
 import { type ConnectionInfo, ConnectionInfoSchema, hasAllPorts } from "../jupyter/connection.ts";
 import type { RunResult } from "../jupyter/run-result.ts";
 import { logger } from "../logger.ts";
 import {
   closedFolders,
-  isWithin,
+  cwdRefusal,
+  type Interpreter,
+  inspectInterpreter,
   jailedCommand,
   type KernelJail,
-  kernelUid,
   probeSandbox,
-  pythonDirs,
   type Sandbox,
   type SandboxProbe,
+  unusedKernelUid,
 } from "./local-sandbox.ts";
 import type { Backend, KernelInventory, RunOptions, StartSpec } from "./port.ts";
 import { isRunning, readProcess, signalGroup } from "./process.ts";
 
 const run = promisify(execFile);
+
+/** How one kernel is to be sandboxed. */
+interface Jail {
+  sandbox: Sandbox;
+  jail: KernelJail;
+  /** The interpreter has `-P` (see `spawnKernel`). */
+  safePath: boolean;
+}
 
 const LocalRefSchema = z.object({
   backend: z.literal("local"),
@@ -54,7 +71,7 @@ const LocalRefSchema = z.object({
   /** The `ipc` socket folder of a sandboxed kernel (short, for the 107-byte socket path limit). */
   socketDir: z.string().min(1).optional(),
   /** Who owned the caller's cwd before it was lent to a kernel running under a uid of its own. */
-  cwdOwner: z.object({ uid: z.number().int(), gid: z.number().int() }).optional(),
+  cwdOwner: z.object({ uid: z.number().int(), gid: z.number().int(), ino: z.number() }).optional(),
 });
 
 /** Where a local kernel lives: its process, its sockets and its folders. */
@@ -71,13 +88,19 @@ export interface LocalBackendOptions {
   sandbox?: LocalConfig["sandbox"];
   /** What each sandboxed kernel may use. */
   limits?: KernelLimits;
+  /** When set, a sandboxed kernel's `cwd` must be inside one of these folders. */
+  cwdRoots?: string[];
 }
 
 /** mkdir failures that mean the asked-for directory can't exist, as opposed to a broken host. */
 const UNUSABLE_DIR = new Set(["ENAMETOOLONG", "ENOTDIR", "EEXIST", "EACCES", "EROFS", "EPERM", "ELOOP"]);
 
-/** The kernel's own ref, beside its connection file (see `inventory`). */
-const REF_FILE = "ref.json";
+/**
+ * Where each kernel's ref is kept, beside (never inside) its runtime folder: a sandboxed kernel can
+ * write its runtime folder, and the reaper acts on these refs (signals, deletes), so they must be
+ * out of its reach (see `inventory`).
+ */
+const REF_DIR = "refs";
 
 const PROCESS_POLL_MS = 200;
 const EXIT_GRACE_MS = 500;
@@ -91,7 +114,7 @@ const PING_ATTEMPTS = 3;
 export class LocalBackend implements Backend<LocalKernelRef> {
   readonly name = "local";
   private probe: Promise<SandboxProbe> | undefined;
-  private interpreterDirs: Promise<string[]> | undefined;
+  private interpreterInfo: Promise<Interpreter> | undefined;
   private sharedFontCache: Promise<void> | undefined;
 
   constructor(private readonly options: LocalBackendOptions) {}
@@ -99,13 +122,14 @@ export class LocalBackend implements Backend<LocalKernelRef> {
   /** Each kernel's ref is also kept in its runtime folder, so kernels can be found without records. */
   readonly inventory: KernelInventory<LocalKernelRef> = {
     list: async () => {
-      const root = join(this.options.stateDir, "kernels");
+      const root = join(this.options.stateDir, REF_DIR);
       const names = await readdir(root).catch(() => []);
       const kernels: Array<{ ref: LocalKernelRef; startedAt: number }> = [];
       for (const name of names) {
-        const file = join(root, name, REF_FILE);
+        const file = join(root, name);
         const parsed = LocalRefSchema.safeParse(await readJson(file));
-        if (!parsed.success) continue;
+        // Acted on by the reaper (signals, deletes): only a ref that is where and what we wrote.
+        if (!parsed.success || !this.isOwnRef(parsed.data, name)) continue;
         const info = await stat(file).catch(() => undefined);
         if (info) kernels.push({ ref: parsed.data, startedAt: info.mtimeMs });
       }
@@ -113,6 +137,15 @@ export class LocalBackend implements Backend<LocalKernelRef> {
     },
     keyOf: (ref) => ref.id,
   };
+
+  private isOwnRef(ref: LocalKernelRef, fileName: string): boolean {
+    return (
+      fileName === `${ref.id}.json` &&
+      ref.runtimeDir === join(this.options.stateDir, "kernels", ref.id) &&
+      ref.pid > 1 &&
+      ref.pid !== process.pid
+    );
+  }
 
   parseRef(value: unknown): LocalKernelRef {
     return LocalRefSchema.parse(value);
@@ -135,7 +168,7 @@ export class LocalBackend implements Backend<LocalKernelRef> {
       });
     });
     const { sandbox } = await this.isolation();
-    if (sandbox && spec.cwd !== undefined) checkSandboxedCwd(spec.cwd, stateDir);
+    if (sandbox && spec.cwd !== undefined) await this.checkCwd(spec.cwd);
     const id = randomUUID();
     const runtimeDir = join(stateDir, "kernels", id);
     const workDir = spec.cwd ?? join(runtimeDir, "work");
@@ -160,23 +193,24 @@ export class LocalBackend implements Backend<LocalKernelRef> {
       IPYTHONDIR: join(runtimeDir, "ipython"),
       MPLCONFIGDIR: join(stateDir, "cache", "matplotlib"),
     };
-    let jail: { sandbox: Sandbox; jail: KernelJail } | undefined;
+    let jail: Jail | undefined;
     let cwdOwner: LocalKernelRef["cwdOwner"];
     if (sandbox && socketDir) {
-      const uid = sandbox.setpriv ? kernelUid() : undefined;
-      const interpreter = await this.pythonDirs();
+      const uid = sandbox.setpriv ? await unusedKernelUid() : undefined;
+      const interpreter = await this.interpreter();
       env.MPLCONFIGDIR = await this.kernelFontCache(runtimeDir);
       env.USER = "pybox";
       env.LOGNAME = "pybox";
       jail = {
         sandbox,
+        safePath: interpreter.safePath,
         jail: {
           runtimeDir,
           socketDir,
           workDir,
           stateDir,
-          hidden: [homedir(), ...(uid === undefined ? [] : await closedFolders(interpreter))],
-          pythonDirs: interpreter,
+          hidden: [homedir(), ...(uid === undefined ? [] : await closedFolders(interpreter.dirs))],
+          pythonDirs: interpreter.dirs,
           ...(uid === undefined ? {} : { uid }),
         },
       };
@@ -185,8 +219,8 @@ export class LocalBackend implements Backend<LocalKernelRef> {
       if (uid !== undefined) {
         const owned = [runtimeDir, join(runtimeDir, "ipython"), env.MPLCONFIGDIR, connectionFile, socketDir];
         if (spec.cwd !== undefined) {
-          const { uid: ownerUid, gid } = await stat(workDir);
-          cwdOwner = { uid: ownerUid, gid };
+          const { uid: ownerUid, gid, ino } = await lstat(workDir);
+          cwdOwner = { uid: ownerUid, gid, ino };
         }
         await Promise.all([...owned, workDir].map((path) => chown(path, uid, uid)));
       }
@@ -202,6 +236,10 @@ export class LocalBackend implements Backend<LocalKernelRef> {
       await this.cleanUp({ runtimeDir, workDir, ownsWorkDir: spec.cwd === undefined, socketDir, cwdOwner });
       throw error;
     });
+    if (socketDir && (connection.transport !== "ipc" || connection.ip !== join(socketDir, "k"))) {
+      await this.cleanUp({ runtimeDir, workDir, ownsWorkDir: spec.cwd === undefined, socketDir, cwdOwner });
+      throw new BackendError("a sandboxed kernel announced sockets outside its own folder");
+    }
     const ref: LocalKernelRef = {
       backend: "local",
       id,
@@ -216,7 +254,8 @@ export class LocalBackend implements Backend<LocalKernelRef> {
       ...(cwdOwner ? { cwdOwner } : {}),
     };
     // Written before the handshake, so a crash from here on leaves a kernel the reaper can find.
-    await writeFile(join(runtimeDir, REF_FILE), JSON.stringify(ref), { mode: 0o600 });
+    await mkdir(join(stateDir, REF_DIR), { recursive: true });
+    await writeFile(refFile(stateDir, id), JSON.stringify(ref), { mode: 0o600 });
     const client = new KernelClient(ref.connection, {
       handshakeTimeoutMs: Math.max(1, deadline - Date.now()),
     });
@@ -292,6 +331,7 @@ export class LocalBackend implements Backend<LocalKernelRef> {
       await exitsWithin(ref, EXIT_GRACE_MS);
     }
     await this.cleanUp(ref);
+    await rm(refFile(this.options.stateDir, ref.id), { force: true });
     logger.info("local kernel stopped", { kernel: ref.id, pid: ref.pid });
   }
 
@@ -303,6 +343,12 @@ export class LocalBackend implements Backend<LocalKernelRef> {
     if (kernel.socketDir) await rm(kernel.socketDir, { recursive: true, force: true });
     if (kernel.ownsWorkDir) await rm(kernel.workDir, { recursive: true, force: true });
     else if (kernel.cwdOwner) {
+      // Only the very folder that was lent: never through a symlink put in its place meanwhile.
+      const now = await lstat(kernel.workDir).catch(() => undefined);
+      if (!now?.isDirectory() || now.ino !== kernel.cwdOwner.ino) {
+        logger.warn("the lent cwd was replaced; its owner is not restored", { cwd: kernel.workDir });
+        return;
+      }
       await chown(kernel.workDir, kernel.cwdOwner.uid, kernel.cwdOwner.gid).catch((cause) =>
         logger.warn("could not give the cwd back to its owner", { cwd: kernel.workDir, cause }),
       );
@@ -313,20 +359,33 @@ export class LocalBackend implements Backend<LocalKernelRef> {
     connectionFile: string,
     cwd: string,
     env: Record<string, string>,
-    jail: { sandbox: Sandbox; jail: KernelJail } | undefined,
+    jail: Jail | undefined,
   ): ChildProcess {
+    // In the sandbox the cwd may hold files an earlier kernel left: `-P` keeps `-m` from importing
+    // a planted `ipykernel_launcher.py` from it, and the cwd joins `sys.path` only once the kernel
+    // is up, as users expect for importing their own modules.
+    const safe = jail?.safePath
+      ? { flags: ["-P"], args: ['--IPKernelApp.exec_lines=__import__("sys").path.insert(0, "")'] }
+      : { flags: [], args: [] };
     const kernel = [
       this.options.python,
+      ...safe.flags,
       "-m",
       "ipykernel_launcher",
       "-f",
       connectionFile,
       "--HistoryManager.enabled=False",
+      ...safe.args,
     ];
     const { file, args } = jail
       ? jailedCommand(jail.sandbox, jail.jail, this.options.limits ?? DEFAULT_KERNEL_LIMITS, kernel)
       : { file: this.options.python, args: kernel.slice(1) };
-    const log = openSync(join(dirname(connectionFile), "kernel.log"), "a");
+    // O_NOFOLLOW: the runtime folder is the kernel's to write, so its log may have become a symlink.
+    const log = openSync(
+      join(dirname(connectionFile), "kernel.log"),
+      constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW,
+      0o600,
+    );
     try {
       const child = spawn(file, args, { cwd, env, detached: true, stdio: ["ignore", log, log] });
       child.unref();
@@ -337,9 +396,31 @@ export class LocalBackend implements Backend<LocalKernelRef> {
     }
   }
 
-  private pythonDirs(): Promise<string[]> {
-    this.interpreterDirs ??= pythonDirs(this.options.python);
-    return this.interpreterDirs;
+  /**
+   * A sandboxed kernel may write only in its cwd, which the caller picks: it is checked against
+   * {@link cwdRefusal} before anything is made, and must be reached without symlinks, so the folder
+   * checked is the folder bound (and, under root, lent).
+   */
+  private async checkCwd(cwd: string): Promise<void> {
+    const { stateDir, cwdRoots } = this.options;
+    const refusal = cwdRefusal(resolve(cwd), {
+      stateDir,
+      home: homedir(),
+      tmp: tmpdir(),
+      pythonDirs: (await this.interpreter()).dirs,
+      ...(cwdRoots ? { roots: cwdRoots } : {}),
+    });
+    if (refusal) throw new ValidationError(refusal);
+    let existing = resolve(cwd);
+    while (!(await lstat(existing).catch(() => undefined))) existing = dirname(existing);
+    if ((await realpath(existing)) !== existing) {
+      throw new ValidationError(`cwd '${cwd}' goes through a symlink; give the folder's real path`);
+    }
+  }
+
+  private interpreter(): Promise<Interpreter> {
+    this.interpreterInfo ??= inspectInterpreter(this.options.python);
+    return this.interpreterInfo;
   }
 
   /**
@@ -372,17 +453,9 @@ async function buildFontCache(python: string, dir: string): Promise<void> {
   }).catch((error: Error) => logger.warn("matplotlib's font list was not built", { error }));
 }
 
-/**
- * A sandboxed kernel may write only in its cwd, so the cwd must not open up the host: not `/`,
- * and not inside the state folder that holds every kernel's keys.
- */
-function checkSandboxedCwd(cwd: string, stateDir: string): void {
-  if (cwd === "/") throw new ValidationError("cwd '/' would make the whole host writable to the kernel");
-  if (isWithin(cwd, stateDir) || isWithin(stateDir, cwd)) {
-    throw new ValidationError(
-      `cwd '${cwd}' overlaps the server's state folder, which holds every kernel's keys`,
-    );
-  }
+/** Where a kernel's ref is kept (see {@link REF_DIR}). */
+export function refFile(stateDir: string, id: string): string {
+  return join(stateDir, REF_DIR, `${id}.json`);
 }
 
 /** A connection file with a fresh random key; ports 0 let the kernel pick free ports (or `ipc` paths). */

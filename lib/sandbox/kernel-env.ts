@@ -24,8 +24,27 @@ const RESERVED_PREFIXES = [
   "JUPYTER",
   "IPYTHON",
   "EG_",
+  // Read by glibc itself in every process a backend starts, some of them before it drops its rights.
+  "GLIBC_",
+  "MALLOC_",
+  "GCONV",
 ];
-const RESERVED_NAMES = new Set(["PATH", "HOME", "PWD", "SHELL", "USER", "LOGNAME", "TMPDIR", "MPLCONFIGDIR"]);
+const RESERVED_NAMES = new Set([
+  "PATH",
+  "HOME",
+  "PWD",
+  "SHELL",
+  "USER",
+  "LOGNAME",
+  "TMPDIR",
+  "MPLCONFIGDIR",
+  "LOCPATH",
+  "NLSPATH",
+  "HOSTALIASES",
+  "RES_OPTIONS",
+  "LOCALDOMAIN",
+  "TZDIR",
+]);
 
 /** Why a caller may not set `key`, or undefined when it may. */
 export function reservedEnvReason(key: string): string | undefined {

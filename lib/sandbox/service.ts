@@ -182,7 +182,10 @@ export class SandboxService {
     }
     const asked = limits.timeoutMs ?? run.defaultTimeoutMs;
     if (!Number.isInteger(asked) || asked < 1 || asked > maxTimeoutMs) {
-      throw new ValidationError(`timeoutMs must be an integer from 1 to ${maxTimeoutMs}`);
+      // A synchronous run is bounded by API Gateway's 30 s; queued runs (their own maximum) are not.
+      const longer =
+        limits.maxTimeoutMs === undefined ? "; run longer code with POST /kernels/{kernelId}/runs" : "";
+      throw new ValidationError(`timeoutMs must be an integer from 1 to ${maxTimeoutMs}${longer}`);
     }
     // What the code may use of the invocation: the rest goes to the interrupt, a restart, the answer.
     const spare = run.interruptGraceMs + RESTART_RESERVE_MS + DEADLINE_RESERVE_MS;

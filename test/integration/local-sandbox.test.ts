@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -87,7 +87,7 @@ describe("sandboxed local kernels (bubblewrap)", { timeout: 300_000 }, () => {
 
   it("cannot open a connection to the host's loopback or to the internet", async () => {
     const code = [
-      "import socket",
+      "import os, socket",
       "for address in [('127.0.0.1', PORT), ('1.1.1.1', 443)]:",
       "    try:",
       "        socket.create_connection(address, timeout=3)",
@@ -95,12 +95,14 @@ describe("sandboxed local kernels (bubblewrap)", { timeout: 300_000 }, () => {
       "    except OSError as error:",
       "        print('refused', error.errno)",
       "print(sorted(name for _, name in socket.if_nameindex()))",
+      "print('run:', os.listdir('/run'))",
     ].join("\n");
 
     const seen = await inKernel(api, "jailed", code.replace("PORT", String(port)));
 
     assert.doesNotMatch(seen, /connected/);
     assert.match(seen, /\['lo'\]/);
+    assert.match(seen, /run: \[\]/, "host sockets under /run are hidden");
     assert.equal(connections, 0);
   });
 
@@ -141,7 +143,7 @@ describe("sandboxed local kernels (bubblewrap)", { timeout: 300_000 }, () => {
       "cmdlines = [open(f'/proc/{p}/cmdline', 'rb').read() for p in os.listdir('/proc') if p.isdigit()]",
       "print(len(cmdlines), any(b'node' in c for c in cmdlines))",
       "print('PYBOX_HOST_MARKER' in os.environ, 'AWS_SECRET_ACCESS_KEY' in os.environ)",
-      `for path in ['${join(home, ".aws", "credentials")}', '${join(neighbourDir, "connection.json")}']:`,
+      `for path in ['${join(home, ".aws", "credentials")}', '${join(neighbourDir, "connection.json")}', '${join(server.stateDir, "refs")}']:`,
       "    print(os.path.exists(path))",
     ].join("\n");
 
@@ -150,7 +152,7 @@ describe("sandboxed local kernels (bubblewrap)", { timeout: 300_000 }, () => {
     const [count, sawNode] = (seen[0] ?? "").split(" ");
     assert.ok(Number(count) < 10, `the kernel saw ${count} processes`);
     assert.equal(sawNode, "False");
-    assert.deepEqual(seen.slice(1), ["False False", "False", "False"]);
+    assert.deepEqual(seen.slice(1), ["False False", "False", "False", "False"]);
   });
 
   it("runs under the configured limits", async () => {
@@ -173,6 +175,59 @@ describe("sandboxed local kernels (bubblewrap)", { timeout: 300_000 }, () => {
       LIMITS.PYBOX_LOCAL_CPU_SECONDS,
       "too big 27",
     ]);
+  });
+
+  it("refuses a cwd that would open up the host, and makes nothing for it", async () => {
+    const link = join(home, "link-to-etc");
+    await symlink("/etc", link);
+    const refused = [
+      "/etc/pybox-planted",
+      dirname(home),
+      tmpdir(),
+      join(server.stateDir, "kernels", "mine"),
+      join(link, "pybox-planted"),
+    ];
+
+    for (const cwd of refused) {
+      const res = await api.start({ kernelId: "wanderer", cwd });
+      assert.equal(res.status, 400, `${cwd}: ${res.text}`);
+    }
+
+    await assert.rejects(readFile("/etc/pybox-planted"), { code: "ENOENT" });
+    assert.equal((await api.get("wanderer")).status, 404);
+  });
+
+  it("lends an existing cwd for the kernel's life and gives it back as it was", async () => {
+    const cwd = await mkdtemp(join(tmpdir(), "pybox-lent-"));
+    await writeFile(join(cwd, "helper_module.py"), "ANSWER = 42\n");
+    await writeFile(join(cwd, "ipykernel_launcher.py"), "open('hijacked', 'w').write('yes')\n");
+    const before = await stat(cwd);
+    try {
+      assert.equal((await api.start({ kernelId: "lent", cwd })).status, 201);
+
+      const seen = await inKernel(
+        api,
+        "lent",
+        "import helper_module\nopen('made.txt', 'w').write('ok')\nprint(helper_module.ANSWER)",
+      );
+
+      assert.equal(seen, "42\n", "the cwd's own modules import, as in Jupyter");
+      assert.equal(await readFile(join(cwd, "made.txt"), "utf8"), "ok");
+      await assert.rejects(readFile(join(cwd, "hijacked")), { code: "ENOENT" }, "a planted launcher ran");
+      assert.equal((await api.stop("lent")).status, 204);
+      const after = await stat(cwd);
+      assert.deepEqual([after.uid, after.gid, after.mode], [before.uid, before.gid, before.mode]);
+    } finally {
+      await rm(cwd, { recursive: true, force: true });
+    }
+  });
+
+  it("cannot make user namespaces of its own", async () => {
+    const code = "import subprocess\nprint(subprocess.run(['unshare', '-U', 'true']).returncode)";
+
+    const seen = await inKernel(api, "jailed", code);
+
+    assert.notEqual(seen.trim(), "0");
   });
 
   it("contains a memory bomb: MemoryError, and the kernel and its neighbour keep working", async () => {

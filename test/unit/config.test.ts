@@ -163,6 +163,17 @@ describe("config", () => {
       );
     });
 
+    it("reads the folders a sandboxed cwd must be inside, and refuses a relative one", () => {
+      assert.deepEqual(loadConfig({ PYBOX_LOCAL_CWD_ROOTS: "/srv/data:/home/dev/work/" }).local.cwdRoots, [
+        "/srv/data",
+        "/home/dev/work",
+      ]);
+      assertConfigError(
+        () => loadConfig({ PYBOX_LOCAL_CWD_ROOTS: "/srv/data:data" }),
+        /'data' is not an absolute path/,
+      );
+    });
+
     it("refuses a sandbox mode it does not know, and kernel limits too small to start Python", () => {
       assertConfigError(() => loadConfig({ PYBOX_LOCAL_SANDBOX: "docker" }), /PYBOX_LOCAL_SANDBOX/);
       assertConfigError(() => loadConfig({ PYBOX_LOCAL_MAX_PROCESSES: "4" }), /PYBOX_LOCAL_MAX_PROCESSES/);

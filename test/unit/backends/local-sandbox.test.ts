@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { isWithin, jailedCommand, type KernelJail, kernelUid } from "../../../lib/backends/local-sandbox.ts";
+import {
+  cwdRefusal,
+  isWithin,
+  jailedCommand,
+  type KernelJail,
+  kernelUid,
+} from "../../../lib/backends/local-sandbox.ts";
 import { DEFAULT_KERNEL_LIMITS } from "../../../lib/config.ts";
 
 const JAIL: KernelJail = {
@@ -42,6 +48,7 @@ describe("jailedCommand", () => {
       "--dev /dev",
       "--proc /proc",
       "--tmpfs /tmp",
+      "--tmpfs /run",
       "--tmpfs /root",
       "--bind /data/project",
       "--dir /root/.pyenv",
@@ -100,7 +107,7 @@ describe("jailedCommand", () => {
     ]);
   });
 
-  it("as root: no user namespace, and setpriv drops to the kernel's own uid before the rlimits", () => {
+  it("as root: setpriv drops to the kernel's own uid, then an unprivileged bwrap makes its user namespace", () => {
     const { args } = jailedCommand(
       { bwrap: "bwrap", prlimit: "prlimit", setpriv: "/usr/bin/setpriv" },
       JAIL,
@@ -108,10 +115,11 @@ describe("jailedCommand", () => {
       KERNEL,
     );
 
-    assert.ok(!args.includes("--unshare-user"));
+    // The outer, privileged bwrap makes no user namespace (its uid map would keep the kernel root).
+    assert.ok(!args.slice(0, args.indexOf("--")).includes("--unshare-user"));
     assert.ok(args.includes("--unshare-net") && args.includes("--unshare-pid"));
     const command = args.slice(args.indexOf("--") + 1);
-    assert.deepEqual(command.slice(0, 9), [
+    assert.deepEqual(command.slice(0, 19), [
       "/usr/bin/setpriv",
       "--reuid=1600000123",
       "--regid=1600000123",
@@ -119,6 +127,16 @@ describe("jailedCommand", () => {
       "--inh-caps=-all",
       "--bounding-set=-all",
       "--no-new-privs",
+      "--",
+      "bwrap",
+      "--unshare-user",
+      "--disable-userns",
+      "--die-with-parent",
+      "--dev-bind",
+      "/",
+      "/",
+      "--chdir",
+      JAIL.workDir,
       "--",
       "prlimit",
     ]);
@@ -167,5 +185,41 @@ describe("isWithin", () => {
     assert.equal(isWithin("/a/bc", "/a/b"), false);
     assert.equal(isWithin("/a", "/a/b"), false);
     assert.equal(isWithin("/a/b", "/"), true);
+  });
+});
+
+describe("cwdRefusal", () => {
+  const guard = {
+    stateDir: "/srv/pybox/.pybox",
+    home: "/home/dev",
+    tmp: "/tmp",
+    pythonDirs: ["/srv/pybox/.venv", "/usr/lib/python3.11"],
+  };
+
+  it("lends ordinary folders, in the home or in /tmp", () => {
+    for (const cwd of ["/home/dev/data", "/tmp/pybox-cwd-1", "/srv/data/project"]) {
+      assert.equal(cwdRefusal(cwd, guard), undefined, cwd);
+    }
+  });
+
+  it("refuses system folders, the state folder, and anything containing what the sandbox hides", () => {
+    const refused: Array<[string, RegExp]> = [
+      ["/", /contains \/,/],
+      ["/etc/app", /system folder \/etc/],
+      ["/usr/local/data", /system folder \/usr/],
+      ["/srv/pybox/.pybox/kernels/x", /state folder/],
+      ["/srv/pybox", /contains \/srv\/pybox\/\.pybox/],
+      ["/home", /contains \/home\/dev/],
+      ["/tmp", /contains \/tmp/],
+      ["/tmp/pybox-k-abc123", /socket folder/],
+    ];
+    for (const [cwd, reason] of refused) assert.match(cwdRefusal(cwd, guard) ?? "", reason, cwd);
+  });
+
+  it("keeps to PYBOX_LOCAL_CWD_ROOTS when the operator sets them", () => {
+    const rooted = { ...guard, roots: ["/srv/data"] };
+
+    assert.equal(cwdRefusal("/srv/data/a", rooted), undefined);
+    assert.match(cwdRefusal("/home/dev/data", rooted) ?? "", /PYBOX_LOCAL_CWD_ROOTS/);
   });
 });

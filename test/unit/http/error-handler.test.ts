@@ -283,6 +283,7 @@ describe("error-handler", () => {
         QUEUE_UNAVAILABLE: 503,
         KERNEL_LAUNCH_FAILED: 503,
         BACKEND_ERROR: 502,
+        RUN_OUTCOME_UNKNOWN: 502,
         INTERNAL: 500,
       });
     });

@@ -78,6 +78,10 @@ describe("kernel-env", () => {
       ["LOGNAME", "LOGNAME is set by the sandbox"],
       ["TMPDIR", "TMPDIR is set by the sandbox"],
       ["MPLCONFIGDIR", "MPLCONFIGDIR is set by the sandbox"],
+      ["LOCPATH", "LOCPATH is set by the sandbox"],
+      ["NLSPATH", "NLSPATH is set by the sandbox"],
+      ["HOSTALIASES", "HOSTALIASES is set by the sandbox"],
+      ["TZDIR", "TZDIR is set by the sandbox"],
     ];
     for (const [key, reason] of names) {
       it(`reserves the name ${key}`, () => {
@@ -105,6 +109,9 @@ describe("kernel-env", () => {
       ["JUPYTER_CONFIG_DIR", "JUPYTER"],
       ["IPYTHONDIR", "IPYTHON"],
       ["EG_IMPERSONATION_ENABLED", "EG_"],
+      ["GLIBC_TUNABLES", "GLIBC_"],
+      ["MALLOC_ARENA_MAX", "MALLOC_"],
+      ["GCONV_PATH", "GCONV"],
     ];
     for (const [key, prefix] of prefixed) {
       it(`reserves ${key} by its prefix ${prefix}`, () => {
