@@ -37,14 +37,7 @@ export async function startLocalStack(config: Config): Promise<LocalStack> {
   const queue = new InProcessQueue({ maxReceiveCount: config.queue.maxReceives });
   const { getRuntime, setRunQueue } = await import("../runtime.ts");
   setRunQueue(queue);
-  const handlers: Record<RouteFunction, HttpLambda> = {
-    start: (await import("../../functions/start.ts")).handler,
-    get: (await import("../../functions/get.ts")).handler,
-    run: (await import("../../functions/run.ts")).handler,
-    stop: (await import("../../functions/stop.ts")).handler,
-    enqueue: (await import("../../functions/enqueue.ts")).handler,
-    result: (await import("../../functions/result.ts")).handler,
-  };
+  const handlers = await httpHandlers();
   queue.attach((await import("../../functions/queue.ts")).handler);
   const reap = (await import("../../functions/reaper.ts")).handler;
   const { sandbox, runs } = await getRuntime();
@@ -69,5 +62,20 @@ export async function startLocalStack(config: Config): Promise<LocalStack> {
       await dynamo.close();
       return stopped;
     },
+  };
+}
+
+/**
+ * The deployed HTTP functions' handlers, imported only once the config is fixed: each entry file
+ * builds its runtime from the config at import.
+ */
+export async function httpHandlers(): Promise<Record<RouteFunction, HttpLambda>> {
+  return {
+    start: (await import("../../functions/start.ts")).handler,
+    get: (await import("../../functions/get.ts")).handler,
+    run: (await import("../../functions/run.ts")).handler,
+    stop: (await import("../../functions/stop.ts")).handler,
+    enqueue: (await import("../../functions/enqueue.ts")).handler,
+    result: (await import("../../functions/result.ts")).handler,
   };
 }

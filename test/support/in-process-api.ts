@@ -1,7 +1,5 @@
 import { type Config, setConfig } from "../../lib/config.ts";
 import { startDevServer } from "../../lib/dev/server.ts";
-import type { HttpLambda } from "../../lib/http/handler.ts";
-import type { RouteFunction } from "../../lib/http/routes.ts";
 import type { Runtime } from "../../lib/runtime.ts";
 import { ApiClient } from "./api.ts";
 
@@ -28,14 +26,8 @@ export async function startInProcessApi(config: Config): Promise<InProcessApi> {
   started = true;
   setConfig(config);
   const { getRuntime } = await import("../../lib/runtime.ts");
-  const handlers: Record<RouteFunction, HttpLambda> = {
-    start: (await import("../../functions/start.ts")).handler,
-    get: (await import("../../functions/get.ts")).handler,
-    run: (await import("../../functions/run.ts")).handler,
-    stop: (await import("../../functions/stop.ts")).handler,
-    enqueue: (await import("../../functions/enqueue.ts")).handler,
-    result: (await import("../../functions/result.ts")).handler,
-  };
+  const { httpHandlers } = await import("../../lib/dev/local-stack.ts");
+  const handlers = await httpHandlers();
   const runtime = await getRuntime();
   const server = await startDevServer(handlers, { port: 0 });
   return {
