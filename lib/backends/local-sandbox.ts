@@ -203,15 +203,20 @@ class MountPlan {
   }
 
   private makeParents(path: string): void {
-    const parents: string[] = [];
-    for (let dir = dirname(path); dir !== dirname(dir); dir = dirname(dir)) parents.unshift(dir);
-    for (const dir of parents) {
+    for (const dir of ancestors(path)) {
       const inTmpfs = this.tmpfsRoots.some((root) => root !== dir && isWithin(dir, root));
       if (!inTmpfs || this.made.has(dir)) continue;
       this.made.add(dir);
       this.args.push("--perms", "0755", "--dir", dir);
     }
   }
+}
+
+/** The folders above `path`, outermost first, `/` left out. */
+function ancestors(path: string): string[] {
+  const above: string[] = [];
+  for (let dir = dirname(path); dir !== dirname(dir); dir = dirname(dir)) above.unshift(dir);
+  return above;
 }
 
 /** The folders of `dirs` not inside another of them. */
@@ -229,9 +234,7 @@ function outermost(dirs: string[]): string[] {
 export async function closedFolders(dirs: readonly string[]): Promise<string[]> {
   const closed: string[] = [];
   for (const dir of dirs) {
-    const ancestors: string[] = [];
-    for (let at = dirname(dir); at !== dirname(at); at = dirname(at)) ancestors.unshift(at);
-    for (const ancestor of ancestors) {
+    for (const ancestor of ancestors(dir)) {
       const { mode } = await stat(ancestor);
       if ((mode & 0o001) === 0) {
         closed.push(ancestor);
@@ -310,7 +313,19 @@ export type SandboxProbe = { sandbox: Sandbox } | { sandbox?: undefined; reason:
  * may be disabled, bwrap too old). `bwrap` mode turns a failure into a {@link ConfigError}; `auto`
  * reports it, for the server to say loudly that kernels are not isolated.
  */
-export async function probeSandbox(mode: LocalConfig["sandbox"]): Promise<SandboxProbe> {
+export function probeSandbox(mode: LocalConfig["sandbox"]): Promise<SandboxProbe> {
+  // Once per process: the dev server reports it at start, and its backend asks again.
+  let probe = probes.get(mode);
+  if (!probe) {
+    probe = findSandbox(mode);
+    probes.set(mode, probe);
+  }
+  return probe;
+}
+
+const probes = new Map<LocalConfig["sandbox"], Promise<SandboxProbe>>();
+
+async function findSandbox(mode: LocalConfig["sandbox"]): Promise<SandboxProbe> {
   if (mode === "off") return { reason: "PYBOX_LOCAL_SANDBOX=off" };
   const [bwrap, prlimit, setpriv] = await Promise.all(["bwrap", "prlimit", "setpriv"].map(findExecutable));
   const isRoot = process.getuid?.() === 0;

@@ -113,7 +113,6 @@ const PING_ATTEMPTS = 3;
  */
 export class LocalBackend implements Backend<LocalKernelRef> {
   readonly name = "local";
-  private probe: Promise<SandboxProbe> | undefined;
   private interpreterInfo: Promise<Interpreter> | undefined;
   private sharedFontCache: Promise<void> | undefined;
 
@@ -156,8 +155,7 @@ export class LocalBackend implements Backend<LocalKernelRef> {
    * to say loudly when kernels would run unconfined.
    */
   isolation(): Promise<SandboxProbe> {
-    this.probe ??= probeSandbox(this.options.sandbox ?? "auto");
-    return this.probe;
+    return probeSandbox(this.options.sandbox ?? "auto");
   }
 
   async start(spec: StartSpec): Promise<LocalKernelRef> {
@@ -229,15 +227,16 @@ export class LocalBackend implements Backend<LocalKernelRef> {
     const pid = child.pid;
     if (pid === undefined) throw new BackendUnavailableError("the kernel process could not be spawned");
     const identity = (await readProcess(pid)) ?? { pid, startTime: null };
+    const folders = { runtimeDir, workDir, ownsWorkDir: spec.cwd === undefined, socketDir, cwdOwner };
     const connection = await waitForPorts(connectionFile, child, deadline).catch(async (error) => {
       // What the kernel (or bwrap) said is for the operator's log; the caller gets the error alone.
       const said = await readFile(join(runtimeDir, "kernel.log"), "utf8").catch(() => "");
       logger.error("kernel start failed", { kernel: id, output: said.slice(-2_000) });
-      await this.cleanUp({ runtimeDir, workDir, ownsWorkDir: spec.cwd === undefined, socketDir, cwdOwner });
+      await this.cleanUp(folders);
       throw error;
     });
     if (socketDir && (connection.transport !== "ipc" || connection.ip !== join(socketDir, "k"))) {
-      await this.cleanUp({ runtimeDir, workDir, ownsWorkDir: spec.cwd === undefined, socketDir, cwdOwner });
+      await this.cleanUp(folders);
       throw new BackendError("a sandboxed kernel announced sockets outside its own folder");
     }
     const ref: LocalKernelRef = {

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { localKernelPid, processExists } from "../support/kernel-process.ts";
 import { type LocalApi, startLocalApi } from "../support/local-api.ts";
+import { waitFor } from "../support/local-kernels.ts";
 import { describeBackendBehaviour } from "./behaviour.ts";
 
 describeBackendBehaviour("local", async () => {
@@ -17,15 +18,6 @@ describeBackendBehaviour("local", async () => {
     },
   };
 });
-
-async function waitUntil(check: () => boolean, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (check()) return true;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return check();
-}
 
 describe("local backend", { timeout: 300_000 }, () => {
   describe("kernel environment", () => {
@@ -134,7 +126,7 @@ describe("local backend", { timeout: 300_000 }, () => {
 
         await server.stop({ signal: "SIGINT", keepState: true });
 
-        assert.ok(await waitUntil(() => !processExists(pid), 5_000), "kernel outlived the server");
+        assert.ok(await waitFor(() => !processExists(pid), 5_000), "kernel outlived the server");
         assert.match(server.output(), /Stopped 1 kernel/);
       } finally {
         await server.stop();
@@ -153,7 +145,7 @@ describe("local backend", { timeout: 300_000 }, () => {
         await first.stop({ signal: "SIGKILL", keepState: true });
 
         assert.ok(
-          await waitUntil(() => pids.every((pid) => !processExists(pid)), 5_000),
+          await waitFor(() => pids.every((pid) => !processExists(pid)), 5_000),
           "a kernel outlived the server",
         );
         const second = await startLocalApi({ PYBOX_LOCAL_SANDBOX: "bwrap" }, first.stateDir);
@@ -195,7 +187,7 @@ describe("local backend", { timeout: 300_000 }, () => {
         } finally {
           await second.stop();
         }
-        assert.ok(await waitUntil(() => !processExists(pids[0] ?? 0), 5_000));
+        assert.ok(await waitFor(() => !processExists(pids[0] ?? 0), 5_000));
       } finally {
         for (const pid of pids) if (processExists(pid)) process.kill(pid, "SIGKILL");
         await first.stop();
