@@ -1,4 +1,4 @@
-import type { MimeBundle, RunError } from "./run-result.ts";
+import type { MimeBundle, RunError } from "../core/run-result.ts";
 
 /**
  * How a run's output is measured and cut so its RunResult fits a Lambda response.

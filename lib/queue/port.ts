@@ -1,15 +1,11 @@
-import type { QueueMessage } from "./messages.ts";
+import type { RunQueue } from "../sandbox/run-queue.ts";
 
 /**
- * Where queued work goes and how the consumer hands a message back: SQS on AWS, an in-process
- * queue under `npm start`. Both deliver SQS-shaped events to the same consumer.
+ * A run queue as its consumer also needs it: the sandbox's {@link RunQueue}, and a way to hand a
+ * received message back. SQS on AWS and the in-process queue of `npm start` are both; each delivers
+ * SQS-shaped events to the same consumer.
  */
-export interface RunQueue {
-  /**
-   * Queues a message in its kernel's group. `deduplicationId` (the run id) makes a resend within
-   * the queue's window a no-op.
-   */
-  send(message: QueueMessage, deduplicationId: string): Promise<void>;
+export interface QueueClient extends RunQueue {
   /** Makes a received message visible again after `delaySeconds` (0: at once). */
   retryLater(receiptHandle: string, delaySeconds: number): Promise<void>;
 }

@@ -1,11 +1,12 @@
 import { ChangeMessageVisibilityCommand, SendMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { Config } from "../config.ts";
+import type { QueueMessage } from "../core/queue-message.ts";
 import { ConfigError, QueueUnavailableError } from "../errors.ts";
-import { messageGroupOf, type QueueMessage } from "./messages.ts";
-import type { RunQueue } from "./port.ts";
+import { messageGroupOf } from "./messages.ts";
+import type { QueueClient } from "./port.ts";
 
 /** The run queue on Amazon SQS (a FIFO queue: one message group per kernel). */
-export class SqsRunQueue implements RunQueue {
+export class SqsRunQueue implements QueueClient {
   private readonly client: SQSClient;
   private readonly url: string;
 

@@ -1,5 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import type { Config } from "../config.ts";
+import type { RunResult } from "../core/run-result.ts";
+import type { RunView } from "../core/run-view.ts";
 import {
   KernelDeadError,
   NotFoundError,
@@ -7,24 +9,9 @@ import {
   RunConflictError,
   ValidationError,
 } from "../errors.ts";
-import type { RunResult } from "../jupyter/run-result.ts";
-import type { RunQueue } from "../queue/port.ts";
 import type { KernelStore } from "../store/kernel-store.ts";
 import type { RunRecord, RunRecordStatus, RunStore } from "../store/run-store.ts";
-
-/** A queued run as callers see it (`GET /kernels/{id}/runs/{runId}`). */
-export interface RunView {
-  runId: string;
-  kernelId: string;
-  status: RunRecordStatus;
-  createdAt: string;
-  startedAt?: string;
-  finishedAt?: string;
-  /** The RunResult, once the kernel gave one. */
-  result?: RunResult;
-  /** Why the run ended without a RunResult: the kernel was gone, or its invocation was lost. */
-  error?: { code: string; message: string };
-}
+import type { RunQueue } from "./run-queue.ts";
 
 /** What queueing a run was asked for. */
 export interface EnqueueRequest {

@@ -1,4 +1,4 @@
-import type { RunResult } from "../jupyter/run-result.ts";
+import type { RunResult } from "../core/run-result.ts";
 
 /** Room kept for the record's other attributes and DynamoDB's per-attribute overhead. */
 const ENVELOPE_BYTES = 2_048;

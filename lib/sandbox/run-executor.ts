@@ -9,7 +9,7 @@ import {
   StoreUnavailableError,
 } from "../errors.ts";
 import { logger } from "../logger.ts";
-import type { RunMessage } from "../queue/messages.ts";
+import type { RunMessage } from "../core/queue-message.ts";
 import type { RunOutcome, RunRecord, RunRecordStatus, RunStore } from "../store/run-store.ts";
 import { sha256 } from "./async-runs.ts";
 import { fitResult } from "./fit-result.ts";

@@ -7,26 +7,17 @@ import {
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
 import * as z from "zod";
+import { type RunResult, RunResultSchema } from "../core/run-result.ts";
+import { QueuedRunStatusSchema, RunFailureSchema } from "../core/run-view.ts";
 import { ConditionFailedError, CorruptRecordError, ItemTooLargeError } from "../errors.ts";
-import type { RunResult } from "../jupyter/run-result.ts";
 import { expiresIn } from "./dynamodb.ts";
 import { ignoreConditionFailed, storeCall } from "./errors.ts";
-
-const RunResultSchema = z.object({
-  status: z.enum(["ok", "error", "timeout"]),
-  data: z.array(z.record(z.string(), z.unknown())),
-  error: z.object({ ename: z.string(), evalue: z.string(), traceback: z.array(z.string()) }).nullable(),
-  executionCount: z.number().nullable(),
-  durationMs: z.number(),
-  truncated: z.boolean(),
-  restarted: z.boolean().optional(),
-});
 
 const RunRecordSchema = z.object({
   owner: z.string(),
   kernelId: z.string(),
   runId: z.string(),
-  status: z.enum(["queued", "running", "ok", "error", "timeout"]),
+  status: QueuedRunStatusSchema,
   /** SHA-256 of the code: tells a retried POST (same code) from a reused id (other code). */
   codeSha256: z.string(),
   createdAt: z.string(),
@@ -38,7 +29,7 @@ const RunRecordSchema = z.object({
   runningUntil: z.number().optional(),
   result: RunResultSchema.optional(),
   /** Why a run ended without a RunResult (kernel gone, invocation lost): `{code, message}`. */
-  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  error: RunFailureSchema.optional(),
 });
 
 /** A queued run as stored: its state, and its outcome once it has one. */

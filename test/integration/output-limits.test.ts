@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { responseBytes } from "../../lib/jupyter/output-limits.ts";
-import { RESULT_OVERHEAD_BYTES } from "../../lib/jupyter/run-result.ts";
+import { RESULT_OVERHEAD_BYTES } from "../../lib/jupyter/run-collector.ts";
 import type { ApiResponse, RunResultBody } from "../support/api.ts";
 import { type LocalApi, startLocalApi } from "../support/local-api.ts";
 

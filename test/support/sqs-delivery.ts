@@ -1,5 +1,6 @@
 import type { SQSEvent } from "aws-lambda";
-import { messageGroupOf, type QueueMessage } from "../../lib/queue/messages.ts";
+import type { QueueMessage } from "../../lib/core/queue-message.ts";
+import { messageGroupOf } from "../../lib/queue/messages.ts";
 
 /**
  * One delivery of `message` as Lambda's SQS event source mapping hands it to the consumer, built by

@@ -1,12 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type * as z from "zod";
-import {
-  KernelIdSchema,
-  KernelPathSchema,
-  RunBodySchema,
-  StartBodySchema,
-} from "../../../lib/http/schemas.ts";
+import { KernelIdSchema } from "../../../lib/core/kernel.ts";
+import { KernelPathSchema, RunBodySchema, StartBodySchema } from "../../../lib/http/schemas.ts";
 
 /** The issues of a failed parse as `path: message` lines, so a test can check where and why. */
 function issuesOf(schema: z.ZodType, value: unknown): string[] {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { messageGroupOf, QueueMessageSchema } from "../../../lib/queue/messages.ts";
+import { QueueMessageSchema } from "../../../lib/core/queue-message.ts";
+import { messageGroupOf } from "../../../lib/queue/messages.ts";
 
 describe("queue messages", () => {
   it("accepts the three actions of the contract", () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { RunResult } from "../../../lib/jupyter/run-result.ts";
+import type { RunResult } from "../../../lib/core/run-result.ts";
 import { dynamoSize, fitResult } from "../../../lib/sandbox/fit-result.ts";
 
 const base: RunResult = {

@@ -4,9 +4,9 @@ import {
   CALLER_ENV_KEY,
   MAX_CALLER_ENV_ENTRIES,
   MAX_CALLER_ENV_VALUE,
-  mergeKernelEnv,
   reservedEnvReason,
-} from "../../../lib/sandbox/kernel-env.ts";
+} from "../../../lib/core/caller-env.ts";
+import { mergeKernelEnv } from "../../../lib/sandbox/kernel-env.ts";
 
 describe("kernel-env", () => {
   describe("mergeKernelEnv", () => {

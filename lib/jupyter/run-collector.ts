@@ -1,3 +1,4 @@
+import type { MimeBundle, RunError, RunResult } from "../core/run-result.ts";
 import type { JupyterMessage } from "./messages.ts";
 import {
   cutText,
@@ -8,34 +9,6 @@ import {
   TEXT_PLAIN,
   textBytes,
 } from "./output-limits.ts";
-
-/** One displayed output: MIME type → payload (`text/plain` string, `image/png` base64, …). */
-export type MimeBundle = Record<string, unknown>;
-
-/** The Python exception a run ended in, as the kernel reported it (ANSI colours removed). */
-export interface RunError {
-  ename: string;
-  evalue: string;
-  traceback: string[];
-}
-
-/** How a run ended: the code finished, raised, or was interrupted at its deadline. */
-export type RunStatus = "ok" | "error" | "timeout";
-
-/**
- * What a run displayed, in order. A superset of pybox's `PyBoxOut{data, error}`, so a pybox caller
- * reads it unchanged.
- */
-export interface RunResult {
-  status: RunStatus;
-  data: MimeBundle[];
-  error: RunError | null;
-  executionCount: number | null;
-  durationMs: number;
-  truncated: boolean;
-  /** Set when the kernel had to be restarted to end the run; its variables are gone. */
-  restarted?: boolean;
-}
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI escapes start with ESC by definition.
 const ANSI = /\u001b\[[0-9;?]*[A-Za-z]/g;

@@ -1,13 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import type { RunResult } from "../../../lib/core/run-result.ts";
 import type { JupyterMessage } from "../../../lib/jupyter/messages.ts";
 import { responseBytes } from "../../../lib/jupyter/output-limits.ts";
-import {
-  RESULT_OVERHEAD_BYTES,
-  RunCollector,
-  type RunResult,
-  stripAnsi,
-} from "../../../lib/jupyter/run-result.ts";
+import { RESULT_OVERHEAD_BYTES, RunCollector, stripAnsi } from "../../../lib/jupyter/run-collector.ts";
 
 const REQUEST_ID = "0b5cbb1e-7d1a-4f0e-9b7a-3c1a2d3e4f50";
 const CAP = 1024 * 1024;
