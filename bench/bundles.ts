@@ -12,7 +12,7 @@ import {
   PROJECT_ROOT,
   zeromqCopyCommand,
 } from "../infra/bundling.ts";
-import { FUNCTION_NAMES, type FunctionName } from "../infra/functions.ts";
+import { FUNCTION_NAMES, type FunctionName } from "../lib/functions.ts";
 import { writeKubeconfig } from "../test/support/cluster.ts";
 import { percentile } from "./stats.ts";
 

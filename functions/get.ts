@@ -1,12 +1,7 @@
-import { httpHandler } from "../lib/http/handler.ts";
-import { json } from "../lib/http/responses.ts";
-import { KernelPathSchema } from "../lib/http/schemas.ts";
-import { getRuntime } from "../lib/runtime.ts";
-
-const { sandbox } = await getRuntime();
+import { loadConfig } from "../lib/config.ts";
+import { httpFunction } from "../lib/http/handler.ts";
+import { ROUTE_CATALOGUE } from "../lib/http/routes.ts";
+import { createRuntime } from "../lib/runtime.ts";
 
 /** `GET /kernels/{kernelId}`: the caller's kernel record, liveness checked. */
-export const handler = httpHandler({
-  params: KernelPathSchema,
-  handle: async ({ owner, params }) => json(200, await sandbox.get(owner, params.kernelId)),
-});
+export const handler = httpFunction(ROUTE_CATALOGUE.get, await createRuntime(loadConfig()));

@@ -1,10 +1,6 @@
-import { getConfig } from "../lib/config.ts";
-import { getRuntime } from "../lib/runtime.ts";
-import type { ReapReport } from "../lib/sandbox/service.ts";
+import { loadConfig } from "../lib/config.ts";
+import { createRuntime } from "../lib/runtime.ts";
+import { reaperHandler } from "../lib/sandbox/reaper.ts";
 
-const { sandbox } = await getRuntime();
-const idleMs = getConfig().idleTimeoutSeconds * 1_000;
-
-/** Scheduled: stops idle kernels and cleans up what crashes left behind (see `SandboxService.reap`). */
-export const handler = async (_event: unknown, _context: unknown): Promise<ReapReport> =>
-  sandbox.reap(idleMs);
+/** Scheduled: stops idle kernels and cleans up what crashes left behind. */
+export const handler = reaperHandler(await createRuntime(loadConfig()));

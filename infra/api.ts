@@ -16,7 +16,7 @@ import type { AuthorizerSettings } from "./settings.ts";
 
 /** Props of {@link KernelApi}. */
 export interface KernelApiProps {
-  /** The function behind each route of `ROUTES`. */
+  /** The function behind each route of the catalogue. */
   functions: Record<RouteFunction, IFunction>;
   authorizer: AuthorizerSettings;
   throttle: { rateLimit: number; burstLimit: number };
@@ -50,8 +50,8 @@ function accessLogFormat(authorizer: AuthorizerSettings): AccessLogFormat {
 }
 
 /**
- * The HTTP API (payload format 2.0): one route per row of `ROUTES`, so the API and the dev server
- * cannot drift apart; every route behind the one authorizer (IAM by default, or JWT); the default
+ * The HTTP API (payload format 2.0): one route per entry of the route catalogue, so the API, the dev
+ * server and the OpenAPI document cannot drift apart; every route behind the one authorizer (IAM by default, or JWT); the default
  * stage throttled and logging each request as JSON.
  */
 export class KernelApi extends Construct {
@@ -90,7 +90,14 @@ export class KernelApi extends Construct {
         );
         integrations.set(route.function, integration);
       }
-      this.api.addRoutes({ path: route.path, methods: [HttpMethod[route.method]], integration });
+      // `auth: "caller"` (every route today): the API's authorizer names the caller.
+      const routeAuthorizer = route.auth === "caller" ? authorizer : undefined;
+      this.api.addRoutes({
+        path: route.path,
+        methods: [HttpMethod[route.method]],
+        integration,
+        ...(routeAuthorizer ? { authorizer: routeAuthorizer } : {}),
+      });
     }
   }
 

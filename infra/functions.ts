@@ -3,30 +3,16 @@ import { Annotations, Duration, Validations } from "aws-cdk-lib";
 import type { ISecurityGroup, IVpc } from "aws-cdk-lib/aws-ec2";
 import { SecurityGroup, SubnetType, Vpc } from "aws-cdk-lib/aws-ec2";
 import { ManagedPolicy, Role, ServicePrincipal } from "aws-cdk-lib/aws-iam";
-import { Architecture, Runtime } from "aws-cdk-lib/aws-lambda";
+import { Architecture } from "aws-cdk-lib/aws-lambda";
 import { NodejsFunction } from "aws-cdk-lib/aws-lambda-nodejs";
 import { LogGroup } from "aws-cdk-lib/aws-logs";
 import type { ISecret } from "aws-cdk-lib/aws-secretsmanager";
 import { Construct } from "constructs";
 import { HTTP_INVOCATION_TIMEOUT_MS, SYNC_RUN_LIMIT_MS } from "../lib/config.ts";
-import { lambdaBundling, NODE_MAJOR, PROJECT_ROOT } from "./bundling.ts";
+import { FUNCTION_NAMES, FUNCTIONS, type FunctionName, type Trigger } from "../lib/functions.ts";
+import { LAMBDA_RUNTIME, lambdaBundling, PROJECT_ROOT } from "./bundling.ts";
 import type { Settings, VpcSettings } from "./settings.ts";
 import type { KernelTable } from "./table.ts";
-
-/** Every function of the product; each has its entry at `functions/<name>.ts` exporting `handler`. */
-export const FUNCTION_NAMES = [
-  "start",
-  "get",
-  "stop",
-  "run",
-  "enqueue",
-  "result",
-  "queue",
-  "reaper",
-] as const;
-
-/** One of {@link FUNCTION_NAMES}. */
-export type FunctionName = (typeof FUNCTION_NAMES)[number];
 
 /** The HTTP functions' timeout: under API Gateway's 30 s, as in `npm start` (see `lib/config.ts`). */
 export const HTTP_FUNCTION_TIMEOUT = Duration.millis(HTTP_INVOCATION_TIMEOUT_MS);
@@ -65,8 +51,8 @@ const TABLE_ACTIONS: Record<TableAccess, string[]> = {
   "read-write-scan": [...READ_ACTIONS, ...WRITE_ACTIONS, "dynamodb:Scan"],
 };
 
-/** What one function is: its purpose, its time limit, and what it may touch. */
-interface FunctionSpec {
+/** What one function is in the stack: its purpose, its time limit, and what it may touch. */
+interface StackFunctionSpec {
   description: string;
   timeout: Duration;
   table: TableAccess;
@@ -74,33 +60,19 @@ interface FunctionSpec {
   backend: boolean;
 }
 
-function specs(settings: Settings): Record<FunctionName, FunctionSpec> {
-  const http = (description: string, table: TableAccess, backend: boolean): FunctionSpec => ({
-    description,
-    timeout: HTTP_FUNCTION_TIMEOUT,
-    table,
-    backend,
-  });
-  return {
-    start: http("POST /kernels: get-or-create the caller's kernel", "read-write", true),
-    get: http("GET /kernels/{kernelId}: the caller's kernel record, liveness checked", "read-write", true),
-    stop: http("DELETE /kernels/{kernelId}: stop and forget the kernel", "read-write", true),
-    run: http("POST /kernels/{kernelId}/run: run code synchronously", "read-write", true),
-    enqueue: http("POST /kernels/{kernelId}/runs: queue a run (202)", "read-write", false),
-    result: http("GET /kernels/{kernelId}/runs/{runId}: a queued run's status and result", "read", false),
-    queue: {
-      description: "Run queue consumer: executes queued runs",
-      timeout: Duration.minutes(settings.consumerTimeoutMinutes),
-      table: "read-write",
-      backend: true,
-    },
-    reaper: {
-      description: "Scheduled: stops kernels idle for longer than the idle timeout",
-      timeout: REAPER_TIMEOUT,
-      table: "read-write-scan",
-      backend: true,
-    },
+/** Each function of the catalogue, with the time limit its trigger allows. */
+function specs(settings: Settings): Record<FunctionName, StackFunctionSpec> {
+  const timeouts: Record<Trigger, Duration> = {
+    http: HTTP_FUNCTION_TIMEOUT,
+    queue: Duration.minutes(settings.consumerTimeoutMinutes),
+    schedule: REAPER_TIMEOUT,
   };
+  const all: Partial<Record<FunctionName, StackFunctionSpec>> = {};
+  for (const name of FUNCTION_NAMES) {
+    const { description, trigger, table, runtime } = FUNCTIONS[name];
+    all[name] = { description, timeout: timeouts[trigger], table, backend: runtime === "kernels" };
+  }
+  return all as Record<FunctionName, StackFunctionSpec>;
 }
 
 /** Props of {@link PyboxFunction}. */
@@ -114,7 +86,7 @@ export interface PyboxFunctionProps {
 }
 
 /**
- * One Lambda function as the product runs it: Node 22, the configured architecture, one ESM
+ * One Lambda function as the product runs it: Node 24, the configured architecture, one ESM
  * bundle, its own log group with retention, and its own role that starts with nothing but writing
  * to that log group. Access is added with the `bind*` methods, each of which sets the environment
  * variable *and* grants the access, so the two cannot drift apart.
@@ -148,7 +120,7 @@ export class PyboxFunction extends Construct {
       handler: "handler",
       projectRoot: PROJECT_ROOT,
       depsLockFilePath: join(PROJECT_ROOT, "package-lock.json"),
-      runtime: Runtime.NODEJS_22_X,
+      runtime: LAMBDA_RUNTIME,
       architecture: settings.architecture === "arm64" ? Architecture.ARM_64 : Architecture.X86_64,
       memorySize: settings.memoryMb,
       timeout: props.timeout,
@@ -164,10 +136,6 @@ export class PyboxFunction extends Construct {
             securityGroups: props.network.securityGroups,
           }
         : {}),
-    });
-    Validations.of(this.function).acknowledge({
-      id: "AwsSolutions-L1",
-      reason: `Node ${NODE_MAJOR} is the runtime this product is built, bundled (target node${NODE_MAJOR}) and tested for; it is supported by Lambda, and moving to a newer runtime is a deliberate upgrade with its own test run, not a silent default.`,
     });
   }
 

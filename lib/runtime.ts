@@ -1,10 +1,11 @@
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { Backend } from "./backends/port.ts";
-import { type Config, getConfig } from "./config.ts";
+import type { Config } from "./config.ts";
 import { ConfigError } from "./errors.ts";
-import type { RunQueue } from "./queue/port.ts";
+import type { QueueClient } from "./queue/port.ts";
 import { AsyncRuns } from "./sandbox/async-runs.ts";
 import { RunExecutor } from "./sandbox/run-executor.ts";
+import type { RunQueue } from "./sandbox/run-queue.ts";
 import { SandboxService } from "./sandbox/service.ts";
 import { createDocumentClient, createDynamoClient } from "./store/dynamodb.ts";
 import { KernelStore } from "./store/kernel-store.ts";
@@ -21,21 +22,21 @@ export async function createBackend(config: Config): Promise<Backend> {
     config.backend === "local" &&
     (process.env.PYBOX_BUNDLED_BACKEND === undefined || process.env.PYBOX_BUNDLED_BACKEND === "local")
   ) {
-    const { LocalBackend } = await import("./backends/local.ts");
-    return new LocalBackend({ ...config.local, startTimeoutMs: config.startTimeoutMs });
+    const { localBackendFrom } = await import("./backends/local/from-config.ts");
+    return localBackendFrom(config);
   }
   if (
     config.backend === "gateway" &&
     (process.env.PYBOX_BUNDLED_BACKEND === undefined || process.env.PYBOX_BUNDLED_BACKEND === "gateway")
   ) {
-    const { gatewayBackendFrom } = await import("./backends/gateway-from-config.ts");
+    const { gatewayBackendFrom } = await import("./backends/gateway/from-config.ts");
     return gatewayBackendFrom(config);
   }
   if (
     config.backend === "cluster" &&
     (process.env.PYBOX_BUNDLED_BACKEND === undefined || process.env.PYBOX_BUNDLED_BACKEND === "cluster")
   ) {
-    const { clusterBackendFrom } = await import("./backends/cluster-from-config.ts");
+    const { clusterBackendFrom } = await import("./backends/cluster/from-config.ts");
     return clusterBackendFrom(config);
   }
   throw new ConfigError(`PYBOX_BACKEND=${config.backend}, but this bundle was built for another backend`);
@@ -43,6 +44,7 @@ export async function createBackend(config: Config): Promise<Backend> {
 
 /** What the functions that only queue and read runs need: no backend. */
 export interface RequestRuntime {
+  config: Config;
   runs: AsyncRuns;
 }
 
@@ -50,20 +52,33 @@ export interface RequestRuntime {
 export interface Runtime extends RequestRuntime {
   sandbox: SandboxService;
   executor: RunExecutor;
-  /** Where queued runs go: SQS, or the dev server's in-process queue. */
-  queue: RunQueue;
+  /** Where queued runs go and are handed back: SQS, or the dev server's in-process queue. */
+  queue: QueueClient;
   /** The one DynamoDB client, shared with Powertools idempotency in the queue consumer. */
   dynamo: DynamoDBClient;
 }
 
-/** Wires config, stores, backend and queue; exported for tests and the dev server. */
-export async function createRuntime(config: Config, queue?: RunQueue): Promise<Runtime> {
+/**
+ * Wires config, stores, backend and queue into one runtime. An entry file builds its own from the
+ * validated config at module scope; the dev server and tests build theirs the same way and hand
+ * it to the handlers. Nothing is kept here: two runtimes in one process are independent.
+ */
+export async function createRuntime(config: Config, queue?: QueueClient): Promise<Runtime> {
   const { dynamo, kernels, results } = createStores(config);
   const sandbox = new SandboxService(kernels, await createBackend(config), config);
   const runQueue = queue ?? lazySqsQueue(config);
   const runs = new AsyncRuns(results, kernels, runQueue, config);
   const executor = new RunExecutor(results, sandbox, config);
-  return { sandbox, runs, executor, queue: runQueue, dynamo };
+  return { config, sandbox, runs, executor, queue: runQueue, dynamo };
+}
+
+/**
+ * The runtime of `POST …/runs` and `GET …/runs/{runId}`: stores and the queue, never a backend,
+ * so their bundles carry no backend code (the bundler drops what only `createRuntime` reaches).
+ */
+export function createRequestRuntime(config: Config, queue?: RunQueue): RequestRuntime {
+  const { kernels, results } = createStores(config);
+  return { config, runs: new AsyncRuns(results, kernels, queue ?? lazySqsQueue(config), config) };
 }
 
 function createStores(config: Config) {
@@ -76,43 +91,9 @@ function createStores(config: Config) {
   };
 }
 
-let runtime: Promise<Runtime> | undefined;
-let requestRuntime: RequestRuntime | undefined;
-let queueOverride: RunQueue | undefined;
-
-/**
- * The runtime of `POST …/runs` and `GET …/runs/{runId}`: stores and the queue, never a backend,
- * so their bundles carry no backend code (the bundler drops what only `getRuntime` reaches).
- */
-export function getRequestRuntime(): RequestRuntime {
-  if (!requestRuntime) {
-    const config = getConfig();
-    const { kernels, results } = createStores(config);
-    requestRuntime = { runs: new AsyncRuns(results, kernels, queueOverride ?? lazySqsQueue(config), config) };
-  }
-  return requestRuntime;
-}
-
-/**
- * The runtime of this container, built on first use (cold start) and reused by every invocation.
- * A failed build is not kept, so the next invocation tries again.
- */
-export function getRuntime(): Promise<Runtime> {
-  runtime ??= createRuntime(getConfig(), queueOverride);
-  runtime.catch(() => {
-    runtime = undefined;
-  });
-  return runtime;
-}
-
-/** Puts the dev server's in-process queue in place of SQS; called before any handler runs. */
-export function setRunQueue(queue: RunQueue): void {
-  queueOverride = queue;
-}
-
 /** SQS, loaded on the first queue call: functions that never enqueue never pay for its client. */
-function lazySqsQueue(config: Config): RunQueue {
-  let loaded: Promise<RunQueue> | undefined;
+function lazySqsQueue(config: Config): QueueClient {
+  let loaded: Promise<QueueClient> | undefined;
   const load = () => {
     loaded ??= import("./queue/sqs.ts").then(({ SqsRunQueue }) => new SqsRunQueue(config.queue));
     return loaded;

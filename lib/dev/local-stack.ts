@@ -1,8 +1,11 @@
 import { join } from "node:path";
-import { type Config, setConfig } from "../config.ts";
-import type { HttpLambda } from "../http/handler.ts";
-import type { RouteFunction } from "../http/routes.ts";
+import type { Config } from "../config.ts";
+import { type HttpLambda, httpFunction } from "../http/handler.ts";
+import { ROUTE_CATALOGUE, type RouteFunction } from "../http/routes.ts";
 import { logger } from "../logger.ts";
+import { runtimeConsumer } from "../queue/consumer.ts";
+import { createRuntime, type Runtime } from "../runtime.ts";
+import { reaperHandler } from "../sandbox/reaper.ts";
 import type { SandboxService } from "../sandbox/service.ts";
 import { ensureTable, LOCAL_AWS, startEmbeddedDynamo } from "./dynamodb.ts";
 import { lambdaContext } from "./lambda-context.ts";
@@ -27,22 +30,26 @@ export interface LocalStack {
 /**
  * Everything `npm start` serves, in-process: dynalite persisted under the state folder, the table,
  * the same Lambda handlers behind the dev HTTP server, and recovery of kernels left by an earlier
- * run. The configuration is fixed here, before any handler module reads it.
+ * run. One runtime, built here from the config and handed to every handler.
  */
 export async function startLocalStack(config: Config): Promise<LocalStack> {
   const dynamo = await startEmbeddedDynamo(join(config.local.stateDir, "dynamodb"));
-  setConfig({ ...config, dynamodb: { ...LOCAL_AWS, endpoint: dynamo.endpoint } });
+  const devConfig: Config = { ...config, dynamodb: { ...LOCAL_AWS, endpoint: dynamo.endpoint } };
   await ensureTable(dynamo.endpoint, config.table);
 
   const queue = new InProcessQueue({ maxReceiveCount: config.queue.maxReceives });
-  const { getRuntime, setRunQueue } = await import("../runtime.ts");
-  setRunQueue(queue);
-  const handlers = await httpHandlers();
-  queue.attach((await import("../../functions/queue.ts")).handler);
-  const reap = (await import("../../functions/reaper.ts")).handler;
-  const { sandbox, runs } = await getRuntime();
+  const runtime = await createRuntime(devConfig, queue);
+  const handlers = httpHandlers(runtime);
+  queue.attach(runtimeConsumer(runtime));
+  const reap = reaperHandler(runtime);
+  const { sandbox, runs } = runtime;
   const recovered = { ...(await sandbox.recover()), abandonedRuns: await runs.abandonUnfinished() };
-  const server = await startDevServer(handlers, { port: config.port });
+  const server = await startDevServer(handlers, { port: config.port }).catch(async (error: unknown) => {
+    // Nothing is served: leave the recovered kernels running for the next start, close the rest.
+    await queue.close();
+    await dynamo.close();
+    throw error;
+  });
   const reaper = setInterval(() => {
     reap({}, lambdaContext("reaper", REAPER_INTERVAL_MS)).catch((error: unknown) =>
       logger.warn("reaper run failed", { error: error as Error }),
@@ -66,16 +73,16 @@ export async function startLocalStack(config: Config): Promise<LocalStack> {
 }
 
 /**
- * The deployed HTTP functions' handlers, imported only once the config is fixed: each entry file
- * builds its runtime from the config at import.
+ * The deployed HTTP functions' handlers, each the catalogue route served with `runtime`, exactly as
+ * its entry file serves it with the runtime it builds.
  */
-export async function httpHandlers(): Promise<Record<RouteFunction, HttpLambda>> {
+export function httpHandlers(runtime: Runtime): Record<RouteFunction, HttpLambda> {
   return {
-    start: (await import("../../functions/start.ts")).handler,
-    get: (await import("../../functions/get.ts")).handler,
-    run: (await import("../../functions/run.ts")).handler,
-    stop: (await import("../../functions/stop.ts")).handler,
-    enqueue: (await import("../../functions/enqueue.ts")).handler,
-    result: (await import("../../functions/result.ts")).handler,
+    start: httpFunction(ROUTE_CATALOGUE.start, runtime),
+    get: httpFunction(ROUTE_CATALOGUE.get, runtime),
+    stop: httpFunction(ROUTE_CATALOGUE.stop, runtime),
+    run: httpFunction(ROUTE_CATALOGUE.run, runtime),
+    enqueue: httpFunction(ROUTE_CATALOGUE.enqueue, runtime),
+    result: httpFunction(ROUTE_CATALOGUE.result, runtime),
   };
 }

@@ -1,9 +1,10 @@
 import { createHash, randomUUID } from "node:crypto";
 import type { SQSEvent, SQSRecord } from "aws-lambda";
+import type { QueueMessage } from "../core/queue-message.ts";
 import { logger } from "../logger.ts";
 import type { QueueLambda } from "../queue/consumer.ts";
-import { messageGroupOf, type QueueMessage } from "../queue/messages.ts";
-import type { RunQueue } from "../queue/port.ts";
+import { messageGroupOf } from "../queue/messages.ts";
+import type { QueueClient } from "../queue/port.ts";
 import { lambdaContext } from "./lambda-context.ts";
 
 /**
@@ -40,7 +41,7 @@ const DEDUPLICATION_WINDOW_MS = 5 * 60_000;
  * counts, partial batch failures, visibility changes, and a dead-letter list after
  * `maxReceiveCount` receives. Messages live in memory: a restart of the dev server drops them.
  */
-export class InProcessQueue implements RunQueue {
+export class InProcessQueue implements QueueClient {
   private readonly groups = new Map<string, Queued[]>();
   private readonly busy = new Set<string>();
   private readonly seen = new Map<string, number>();

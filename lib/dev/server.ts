@@ -8,6 +8,7 @@ import {
   MethodNotAllowedError,
   NotFoundError,
   PayloadTooLargeError,
+  PortInUseError,
   UnauthenticatedError,
   ValidationError,
 } from "../errors.ts";
@@ -15,7 +16,7 @@ import { errorResponse } from "../http/error-handler.ts";
 import type { HttpLambda } from "../http/handler.ts";
 import { openApiDocument } from "../http/openapi.ts";
 import { json } from "../http/responses.ts";
-import { ROUTES, type RouteFunction } from "../http/routes.ts";
+import { ROUTES, type Route, type RouteFunction } from "../http/routes.ts";
 import { lambdaContext } from "./lambda-context.ts";
 
 /** Where the dev server serves the API's OpenAPI document (not a route of the deployed API). */
@@ -35,6 +36,8 @@ interface CompiledRoute {
 /** A running local API. */
 export interface DevServer {
   url: string;
+  /** The `METHOD /path` keys it routes, as API Gateway names them. */
+  routeKeys: readonly string[];
   /** Stops accepting requests, lets those under way finish, then closes every connection. */
   close(): Promise<void>;
 }
@@ -58,10 +61,17 @@ export async function startDevServer(
   });
   server.keepAliveTimeout = 60_000;
   server.listen(options.port, options.host ?? "127.0.0.1");
-  await once(server, "listening");
+  try {
+    await once(server, "listening");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EADDRINUSE")
+      throw new PortInUseError(options.port, { cause: error });
+    throw error;
+  }
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
+    routeKeys: routes.map((route) => route.routeKey),
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
@@ -158,7 +168,7 @@ function callerOf(authorization: string | undefined): string {
   return match[1].trim();
 }
 
-function compile(route: (typeof ROUTES)[number]): CompiledRoute {
+function compile(route: Route): CompiledRoute {
   const names: string[] = [];
   const source = route.path.replace(/\{(\w+)\}/g, (_, name: string) => {
     names.push(name);

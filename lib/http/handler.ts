@@ -1,18 +1,12 @@
+import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from "aws-lambda";
 import type * as z from "zod";
 import { PayloadTooLargeError, ValidationError } from "../errors.ts";
+import { logger } from "../logger.ts";
 import { httpErrorHandler } from "./error-handler.ts";
 import { callerOf } from "./identity.ts";
-
-/** The parsed, validated request a handler works with. */
-export interface HttpRequest<P, B> {
-  owner: string;
-  params: P;
-  body: B;
-  /** The Lambda context, for the invocation's remaining time. */
-  context: Context;
-}
+import type { HttpRequest, RouteSpec, RuntimeKind, RuntimeOf } from "./routes.ts";
 
 /** What a route declares: its schemas and the one service call it makes. */
 export interface RouteDefinition<P extends z.ZodType, B extends z.ZodType> {
@@ -42,15 +36,36 @@ export function httpHandler<P extends z.ZodType, B extends z.ZodType>(
   route: RouteDefinition<P, B>,
 ): HttpLambda {
   const fn = middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>()
+    .use(injectLambdaContext(logger, { resetKeys: true }))
     .use(httpErrorHandler())
     .handler(async (event, context) => {
       const owner = callerOf(event.requestContext);
       const params = route.params ? validate(route.params, event.pathParameters ?? {}, "path") : undefined;
+      // Every later line of this request names the kernel (injectLambdaContext resets it after).
+      const kernelId: unknown = (params as { kernelId?: unknown } | undefined)?.kernelId;
+      if (typeof kernelId === "string") logger.appendKeys({ kernelId });
       const raw = route.body ? readJsonBody(event, route.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES) : undefined;
       const body = route.body ? validate(route.body, raw === NO_BODY ? {} : raw, "body") : undefined;
       return route.handle({ owner, params: params as z.infer<P>, body: body as z.infer<B>, context });
     });
   return (event, context) => fn(event, context) as Promise<APIGatewayProxyStructuredResultV2>;
+}
+
+/**
+ * The Lambda handler of one catalogue route, served with the runtime its entry file (or the dev
+ * server, or a test) built: the runtime is handed in, never looked up.
+ */
+export function httpFunction<
+  K extends RuntimeKind,
+  P extends z.ZodObject | undefined,
+  B extends z.ZodType | undefined,
+>(spec: RouteSpec<K, P, B>, runtime: RuntimeOf[K]): HttpLambda {
+  return httpHandler({
+    ...(spec.params ? { params: spec.params } : {}),
+    ...(spec.body ? { body: spec.body } : {}),
+    ...(spec.maxBodyBytes ? { maxBodyBytes: spec.maxBodyBytes(runtime.config) } : {}),
+    handle: (request) => spec.handle(runtime, request as Parameters<typeof spec.handle>[1]),
+  });
 }
 
 /**

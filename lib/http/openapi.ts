@@ -1,32 +1,24 @@
 import * as z from "zod";
 import packageJson from "../../package.json" with { type: "json" };
+import { MAX_CALLER_ENV_ENTRIES } from "../core/caller-env.ts";
+import { CallerEnvSchema } from "../core/kernel.ts";
 import type { ErrorCode } from "../errors.ts";
-import { MAX_CALLER_ENV_ENTRIES } from "../sandbox/kernel-env.ts";
 import { STATUS_BY_CODE } from "./error-handler.ts";
 import {
-  ErrorBodySchema,
-  errorBodySchema,
-  KernelViewSchema,
-  RunErrorSchema,
-  RunResultSchema,
-  RunViewSchema,
-} from "./response-schemas.ts";
-import { ROUTES, type Route, type RouteFunction } from "./routes.ts";
-import {
-  CallerEnvSchema,
-  EnqueueBodySchema,
-  KernelIdSchema,
-  KernelPathSchema,
-  RunBodySchema,
-  RunPathSchema,
-  StartBodySchema,
-} from "./schemas.ts";
+  ERROR_DESCRIPTIONS,
+  ERROR_RESPONSE_NAMES,
+  FIELD_DESCRIPTIONS,
+  REQUEST_COMPONENTS,
+  RESPONSE_COMPONENTS,
+} from "./openapi-components.ts";
+import { errorBodySchema } from "./response-schemas.ts";
+import { type ErrorStatus, ROUTES, type Route } from "./routes.ts";
 
 /**
- * The OpenAPI 3.1 description of the HTTP API, built from the route table and the very zod schemas
- * the handlers validate with (`lib/http/schemas.ts`) and answer with (`response-schemas.ts`), by
- * zod's own `z.toJSONSchema`. Nothing here restates a rule: a new route without schemas, or a
- * schema changed, changes the document (and `openapi.json` must be regenerated: `npm run openapi`).
+ * The OpenAPI 3.1 description of the HTTP API, built from the route catalogue and the very zod
+ * schemas the handlers validate with and answer with, by zod's own `z.toJSONSchema`. Nothing here
+ * restates a rule: a new route, or a schema changed, changes the document (and `openapi.json` must
+ * be regenerated: `npm run openapi`).
  */
 
 /** The API's version is the package's. */
@@ -34,188 +26,6 @@ const PACKAGE_VERSION: string = packageJson.version;
 
 /** A JSON Schema as zod emits it. */
 type JsonSchema = z.core.JSONSchema.BaseSchema;
-
-/** A status an error can be answered with: one of the values of the error handler's table. */
-type ErrorStatus = (typeof STATUS_BY_CODE)[ErrorCode];
-
-/** A success answer of one route: its status, what it means, and its body (none for a 204). */
-interface SuccessResponse {
-  description: string;
-  body?: z.ZodType;
-}
-
-/** What the document needs to know of one route beyond `ROUTES`: its schemas and its answers. */
-export interface RouteSchemas {
-  summary: string;
-  description: string;
-  tag: "kernels" | "runs";
-  /** Path parameters: the very schema the function validates `pathParameters` with. */
-  params?: z.ZodObject;
-  /** The request body: the very schema the function validates its body with. */
-  body?: z.ZodType;
-  /** Success statuses and their bodies. */
-  responses: Readonly<Record<number, SuccessResponse>>;
-  /** Error statuses this route can answer with (each with the codes that map to it). */
-  errors: readonly ErrorStatus[];
-  /** Where the answer leads: OpenAPI links to the routes taking its ids (and Schemathesis' stateful phase). */
-  links?: Readonly<Record<string, { operationId: RouteFunction; parameters: Record<string, string> }>>;
-}
-
-/** Statuses any route can answer with: bad path or body, no caller, a server fault, the store away. */
-const COMMON_ERRORS = [400, 401, 413, 500, 503] as const satisfies readonly ErrorStatus[];
-
-/** Links from an answer carrying a `kernelId` to every route taking one. */
-const KERNEL_LINKS = {
-  GetKernel: { operationId: "get", parameters: { kernelId: "$response.body#/kernelId" } },
-  RunCode: { operationId: "run", parameters: { kernelId: "$response.body#/kernelId" } },
-  EnqueueRun: { operationId: "enqueue", parameters: { kernelId: "$response.body#/kernelId" } },
-  StopKernel: { operationId: "stop", parameters: { kernelId: "$response.body#/kernelId" } },
-} as const;
-
-/**
- * The schemas of every route, keyed by the function serving it (`functions/<name>.ts`). The
- * functions import the same `params` and `body` objects from `lib/http/schemas.ts`; a unit test
- * checks every row of `ROUTES` has an entry here and that each function uses these very schemas.
- */
-export const ROUTE_SCHEMAS = {
-  start: {
-    summary: "Start a kernel, or get the caller's live one",
-    description:
-      "Get-or-create, as pybox's `start`: the caller's live kernel by that id is returned (200) whatever `cwd`/`env` say; otherwise a kernel is started (201), with `restarted: true` when it replaces one that died.",
-    tag: "kernels",
-    body: StartBodySchema,
-    responses: {
-      200: { description: "The caller's live kernel with that id.", body: KernelViewSchema },
-      201: { description: "A new kernel.", body: KernelViewSchema },
-    },
-    errors: [...COMMON_ERRORS, 409, 429, 502],
-    links: KERNEL_LINKS,
-  },
-  get: {
-    summary: "Get a kernel",
-    description: "The caller's kernel record, liveness checked: a kernel whose process is gone is `dead`.",
-    tag: "kernels",
-    params: KernelPathSchema,
-    responses: { 200: { description: "The kernel.", body: KernelViewSchema } },
-    errors: [...COMMON_ERRORS, 404, 502],
-  },
-  stop: {
-    summary: "Stop a kernel",
-    description: "Asks the kernel to shut down, ends its process if it lingers, and forgets it.",
-    tag: "kernels",
-    params: KernelPathSchema,
-    responses: { 204: { description: "Stopped, or already gone." } },
-    errors: [...COMMON_ERRORS, 502],
-  },
-  run: {
-    summary: "Run code and wait for its result",
-    description:
-      "Runs the code in the caller's kernel. Runs on one kernel take turns; a run that waited too long for the one before it gets 409 KERNEL_BUSY. At `timeoutMs` the kernel is interrupted and the result says `timeout`.",
-    tag: "runs",
-    params: KernelPathSchema,
-    body: RunBodySchema,
-    responses: { 200: { description: "What the run displayed, and how it ended.", body: RunResultSchema } },
-    errors: [...COMMON_ERRORS, 404, 409, 502],
-  },
-  enqueue: {
-    summary: "Queue a run",
-    description:
-      "Checks the request, records the run as `queued` and sends it to the run queue. The same `runId` with the same code answers with that run again; with other code it is 409 RUN_CONFLICT.",
-    tag: "runs",
-    params: KernelPathSchema,
-    body: EnqueueBodySchema,
-    responses: {
-      202: { description: "The run, queued (or as it stands, for a repeated runId).", body: RunViewSchema },
-    },
-    errors: [...COMMON_ERRORS, 404, 409],
-    links: {
-      GetRun: {
-        operationId: "result",
-        parameters: { kernelId: "$response.body#/kernelId", runId: "$response.body#/runId" },
-      },
-    },
-  },
-  result: {
-    summary: "Get a queued run",
-    description: "A queued run's status, and its RunResult (or why it has none) once it ended.",
-    tag: "runs",
-    params: RunPathSchema,
-    responses: { 200: { description: "The run.", body: RunViewSchema } },
-    errors: [...COMMON_ERRORS, 404],
-  },
-} as const satisfies Record<RouteFunction, RouteSchemas>;
-
-/** What a named request schema is, and an example of it (the README's, for `npm start`). */
-interface RequestComponent {
-  id: string;
-  description: string;
-  examples: unknown[];
-}
-
-/** The named request schemas of `components.schemas`. */
-const REQUEST_COMPONENTS: ReadonlyArray<readonly [z.ZodType, RequestComponent]> = [
-  [
-    KernelIdSchema,
-    {
-      id: "KernelId",
-      description: "A kernel's (or a run's) id, the caller's own name for it.",
-      examples: ["demo"],
-    },
-  ],
-  [
-    StartBodySchema,
-    {
-      id: "StartBody",
-      description: "`POST /kernels`. Every field optional; unknown fields are refused.",
-      examples: [{ kernelId: "demo" }],
-    },
-  ],
-  [
-    RunBodySchema,
-    {
-      id: "RunBody",
-      description: "`POST /kernels/{kernelId}/run`. Unknown fields are refused.",
-      examples: [{ code: "import math\nprint(math.sqrt(16))", timeoutMs: 10_000 }],
-    },
-  ],
-  [
-    EnqueueBodySchema,
-    {
-      id: "EnqueueBody",
-      description: "`POST /kernels/{kernelId}/runs`. Unknown fields are refused.",
-      examples: [{ code: "6 * 7", runId: "demo" }],
-    },
-  ],
-];
-
-/** The named response schemas of `components.schemas` (described by their own `.meta`). */
-const RESPONSE_COMPONENTS: ReadonlyArray<readonly [z.ZodType, string]> = [
-  [KernelIdSchema, "KernelId"],
-  [KernelViewSchema, "KernelView"],
-  [RunErrorSchema, "RunError"],
-  [RunResultSchema, "RunResult"],
-  [RunViewSchema, "RunView"],
-  [ErrorBodySchema, "Error"],
-];
-
-/** What the request fields mean; the rules themselves come from the schemas. */
-const FIELD_DESCRIPTIONS: Record<string, Record<string, string>> = {
-  StartBody: {
-    kernelId: "The caller's name for the kernel; a UUID v4 is generated when it is omitted.",
-    cwd: "The kernel's working directory (an absolute path); a fresh one of its own when omitted.",
-    env: "Variables added to the kernel's environment, built from scratch. At most 64; names that pick interpreters, users or preloaded code (PATH, HOME, PYTHON*, LD_*, AWS_*, …) are refused.",
-  },
-  RunBody: {
-    code: "Python (IPython) code to run.",
-    timeoutMs:
-      "Bounds the code; default 20 s, at most the server's PYBOX_MAX_RUN_TIMEOUT_MS (under API Gateway's 30 s; longer work goes through queued runs).",
-  },
-  EnqueueBody: {
-    code: "Python (IPython) code to run.",
-    timeoutMs: "Bounds the code; default 20 s, at most the server's PYBOX_MAX_ASYNC_RUN_TIMEOUT_MS.",
-    runId: "The caller's id for the run, making the POST safe to retry; a UUID is generated when omitted.",
-  },
-};
 
 const SCHEMA_URI = (id: string) => `#/components/schemas/${id}`;
 
@@ -256,34 +66,6 @@ export interface OpenApiResponse {
   content?: { "application/json": { schema: JsonSchema } };
   links?: Record<string, { operationId: string; parameters: Record<string, string> }>;
 }
-
-/** The name of the shared error response of each status, under `components.responses`. */
-const ERROR_RESPONSE_NAMES: Readonly<Record<ErrorStatus, string>> = {
-  400: "InvalidRequest",
-  401: "Unauthenticated",
-  404: "NotFound",
-  405: "MethodNotAllowed",
-  409: "Conflict",
-  413: "PayloadTooLarge",
-  429: "Capacity",
-  500: "Internal",
-  502: "BackendError",
-  503: "Unavailable",
-};
-
-/** What each error status means to a caller. */
-const ERROR_DESCRIPTIONS: Readonly<Record<ErrorStatus, string>> = {
-  400: "Malformed JSON, missing, mistyped or unknown fields, a bad id, an out-of-range timeout, a reserved env name.",
-  401: "No caller identity (on the dev server: an Authorization header that is not `Bearer <caller>`).",
-  404: "No such kernel (or run) for this caller; another caller's looks exactly the same.",
-  405: "The path exists but not with this method; `Allow` lists those it serves.",
-  409: "The kernel is busy with another run, still starting, dead or stopped meanwhile, or a runId was reused with other code.",
-  413: "The body, or the code in it, is over the limit; refused before any kernel work.",
-  429: "The backend has no capacity for another kernel; retry after `Retry-After`.",
-  500: "An internal error; logged in full, never detailed here.",
-  502: "The backend or the kernel answered against the protocol.",
-  503: "The backend, the store or the run queue cannot be reached, or the kernel could not be launched; retry after `Retry-After`.",
-};
 
 const RETRY_AFTER = {
   description: "Seconds to wait before trying again.",
@@ -439,8 +221,7 @@ function errorStatuses(): ErrorStatus[] {
   return [...new Set(Object.values(STATUS_BY_CODE))].sort((a, b) => a - b);
 }
 
-function operationOf(route: Route): OpenApiOperation {
-  const spec: RouteSchemas = ROUTE_SCHEMAS[route.function];
+function operationOf(spec: Route): OpenApiOperation {
   const responses: OpenApiOperation["responses"] = {};
   for (const [status, success] of Object.entries(spec.responses)) {
     responses[status] = {
@@ -455,11 +236,11 @@ function operationOf(route: Route): OpenApiOperation {
     responses[String(status)] = { $ref: `#/components/responses/${entryOf(ERROR_RESPONSE_NAMES, status)}` };
   }
   return {
-    operationId: route.function,
+    operationId: spec.function,
     summary: spec.summary,
     description: spec.description,
     tags: [spec.tag],
-    ...(spec.params ? { parameters: pathParametersOf(route.path, spec.params) } : {}),
+    ...(spec.params ? { parameters: pathParametersOf(spec.path, spec.params) } : {}),
     ...(spec.body
       ? {
           requestBody: {
@@ -494,7 +275,8 @@ export function buildOpenApiDocument(): OpenApiDocument {
       { name: "kernels", description: "Start, inspect and stop kernels." },
       { name: "runs", description: "Run code, synchronously or through the run queue." },
     ],
-    security: [{ bearerAuth: [] }],
+    // Every route is `auth: "caller"` (see the catalogue): one scheme for all.
+    security: ROUTES.every((route) => route.auth === "caller") ? [{ bearerAuth: [] }] : [],
     paths,
     components: {
       schemas: componentSchemas(),

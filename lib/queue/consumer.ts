@@ -6,22 +6,23 @@ import {
 } from "@aws-lambda-powertools/idempotency";
 import { DynamoDBPersistenceLayer } from "@aws-lambda-powertools/idempotency/dynamodb";
 import type { BasePersistenceLayer } from "@aws-lambda-powertools/idempotency/persistence";
+import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
+import middy from "@middy/core";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
-import type { Config } from "../config.ts";
+import { type QueueMessage, QueueMessageSchema } from "../core/queue-message.ts";
 import { PoisonMessageError, PyboxError, RetryLaterError, ValidationError } from "../errors.ts";
 import { logger } from "../logger.ts";
 import type { Runtime } from "../runtime.ts";
 import type { RunExecutor } from "../sandbox/run-executor.ts";
 import type { SandboxService } from "../sandbox/service.ts";
 import { TABLE_KEYS } from "../store/dynamodb.ts";
-import { type QueueMessage, QueueMessageSchema } from "./messages.ts";
-import type { RunQueue } from "./port.ts";
+import type { QueueClient } from "./port.ts";
 
 /** What the consumer drives: the same services as the HTTP functions, and the queue to hand back to. */
 export interface ConsumerDependencies {
   sandbox: SandboxService;
   executor: RunExecutor;
-  queue: RunQueue;
+  queue: QueueClient;
   /** Where handled message ids are remembered (the one table, under their own partition). */
   persistence: BasePersistenceLayer;
   /** How long a handled message id is remembered: no longer than its run record is kept. */
@@ -94,19 +95,17 @@ export function queueConsumer(deps: ConsumerDependencies): QueueLambda {
 
 /**
  * The consumer of a container's runtime. Handled message ids live in the one table under their
- * own partition, expiring through the table's TTL attribute.
+ * own partition, expiring through the table's TTL attribute. Every log line of an invocation carries
+ * its request id.
  */
-export function runtimeConsumer(
-  runtime: Runtime,
-  config: Pick<Config, "table" | "queue" | "asyncRun">,
-): QueueLambda {
-  const { table } = config;
-  return queueConsumer({
+export function runtimeConsumer(runtime: Runtime): QueueLambda {
+  const { config } = runtime;
+  const consume = queueConsumer({
     ...runtime,
     rememberSeconds: Math.min(24 * 3600, config.asyncRun.resultTtlSeconds),
     maxReceives: config.queue.maxReceives,
     persistence: new DynamoDBPersistenceLayer({
-      tableName: table,
+      tableName: config.table,
       keyAttr: TABLE_KEYS.partition,
       sortKeyAttr: TABLE_KEYS.sort,
       staticPkValue: "IDEMPOTENCY#run-queue",
@@ -114,6 +113,10 @@ export function runtimeConsumer(
       awsSdkV3Client: runtime.dynamo,
     }),
   });
+  const fn = middy<SQSEvent, SQSBatchResponse>()
+    .use(injectLambdaContext(logger, { resetKeys: true }))
+    .handler(consume);
+  return (event, context) => fn(event, context);
 }
 
 async function dispatch(deps: ConsumerDependencies, delivery: Delivery): Promise<Record<string, unknown>> {
@@ -184,7 +187,7 @@ function logFailure(error: unknown, record: SQSRecord): void {
  * in the same group take that one's delay, so the group resumes in order.
  */
 async function handBack(
-  queue: RunQueue,
+  queue: QueueClient,
   event: SQSEvent,
   response: SQSBatchResponse,
   delays: Map<string, number>,

@@ -4,9 +4,9 @@ import { App, type CfnResource } from "aws-cdk-lib";
 import { Template } from "aws-cdk-lib/assertions";
 import { AwsSolutionsChecks } from "cdk-nag";
 import { IMPORTS_ZEROMQ } from "../../infra/bundling.ts";
-import { FUNCTION_NAMES, type FunctionName } from "../../infra/functions.ts";
 import { readSettings } from "../../infra/settings.ts";
 import { PyboxStack } from "../../infra/stack.ts";
+import { FUNCTION_NAMES, type FunctionName } from "../../lib/functions.ts";
 
 /** A CloudFormation resource as it appears in the synthesized template. */
 export interface TemplateResource {

@@ -8,8 +8,8 @@ import { type Config, loadConfig } from "../../lib/config.ts";
 import { type EmbeddedDynamo, ensureTable, LOCAL_AWS, startEmbeddedDynamo } from "../../lib/dev/dynamodb.ts";
 import { lambdaContext } from "../../lib/dev/lambda-context.ts";
 import { runtimeConsumer } from "../../lib/queue/consumer.ts";
-import type { QueueMessage } from "../../lib/queue/messages.ts";
-import type { RunQueue } from "../../lib/queue/port.ts";
+import type { QueueMessage } from "../../lib/core/queue-message.ts";
+import type { QueueClient } from "../../lib/queue/port.ts";
 import { createRuntime, type Runtime } from "../../lib/runtime.ts";
 import type { ApiClient, ApiResponse } from "../support/api.ts";
 import {
@@ -269,7 +269,7 @@ describe("DynamoDB faults", { timeout: 300_000 }, () => {
     const handedBack: Array<{ receiptHandle: string; delaySeconds: number }> = [];
 
     before(async () => {
-      const queue: RunQueue = {
+      const queue: QueueClient = {
         send: async (message) => {
           sent.push(message);
         },
@@ -282,7 +282,7 @@ describe("DynamoDB faults", { timeout: 300_000 }, () => {
 
     it("hands a queued run back while DynamoDB throttles, then runs it once when it recovers", async () => {
       // Prepare
-      const consumer = runtimeConsumer(consumerRuntime, config);
+      const consumer = runtimeConsumer(consumerRuntime);
       await consumerRuntime.sandbox.start("alice", { kernelId: "queued" });
       await consumerRuntime.sandbox.run("alice", "queued", "count = 0");
       const view = await consumerRuntime.runs.submit("alice", "queued", {

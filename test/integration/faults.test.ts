@@ -12,8 +12,8 @@ import { type Config, loadConfig } from "../../lib/config.ts";
 import { type EmbeddedDynamo, ensureTable, LOCAL_AWS, startEmbeddedDynamo } from "../../lib/dev/dynamodb.ts";
 import { lambdaContext } from "../../lib/dev/lambda-context.ts";
 import { runtimeConsumer } from "../../lib/queue/consumer.ts";
-import type { QueueMessage } from "../../lib/queue/messages.ts";
-import type { RunQueue } from "../../lib/queue/port.ts";
+import type { QueueMessage } from "../../lib/core/queue-message.ts";
+import type { QueueClient } from "../../lib/queue/port.ts";
 import { createRuntime, type Runtime } from "../../lib/runtime.ts";
 import { createDocumentClient, createDynamoClient } from "../../lib/store/dynamodb.ts";
 import { KernelStore } from "../../lib/store/kernel-store.ts";
@@ -143,7 +143,7 @@ describe("faults", { timeout: 300_000 }, () => {
     const handedBack: string[] = [];
 
     /** A queue double: the consumer only hands messages back through it. */
-    const queue: RunQueue = {
+    const queue: QueueClient = {
       send: async () => undefined,
       retryLater: async (receiptHandle) => {
         handedBack.push(receiptHandle);
@@ -205,7 +205,7 @@ describe("faults", { timeout: 300_000 }, () => {
         code: "import time\ntime.sleep(1)\nhits.append(1)\nlen(hits)",
       };
       const deliver = (runtime: Runtime, messageId: string) =>
-        runtimeConsumer(runtime, config)(sqsDelivery(message, messageId), lambdaContext("queue", 60_000));
+        runtimeConsumer(runtime)(sqsDelivery(message, messageId), lambdaContext("queue", 60_000));
       const [a, b] = [randomUUID(), randomUUID()];
 
       // Act

@@ -56,7 +56,7 @@ describe("run queue on SQS", { timeout: 240_000 }, () => {
     };
     await ensureTable(dynamo.endpoint, config.table);
     runtime = await createRuntime(config);
-    consumer = runtimeConsumer(runtime, config);
+    consumer = runtimeConsumer(runtime);
     source = new SqsEventSource(mq.sqs, queue.url, queue.arn, consumer);
     runs = new RunStore(createDocumentClient(createDynamoClient(config.dynamodb)), config.table, 3_600);
     await runtime.sandbox.start("alice", { kernelId: "k" });

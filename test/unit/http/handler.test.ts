@@ -8,8 +8,9 @@ import type {
 } from "aws-lambda";
 import * as z from "zod";
 import { NotFoundError } from "../../../lib/errors.ts";
-import { type HttpLambda, type HttpRequest, httpHandler } from "../../../lib/http/handler.ts";
+import { type HttpLambda, httpHandler } from "../../../lib/http/handler.ts";
 import { json } from "../../../lib/http/responses.ts";
+import type { HttpRequest } from "../../../lib/http/routes.ts";
 import { KernelPathSchema, RunBodySchema, StartBodySchema } from "../../../lib/http/schemas.ts";
 import { logger } from "../../../lib/logger.ts";
 

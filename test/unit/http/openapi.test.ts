@@ -4,6 +4,10 @@ import { join } from "node:path";
 import { afterEach, describe, it, mock } from "node:test";
 import type { APIGatewayProxyEventV2, Context } from "aws-lambda";
 import type * as z from "zod";
+import { loadConfig } from "../../../lib/config.ts";
+import { CwdSchema, KernelIdSchema, KernelViewSchema } from "../../../lib/core/kernel.ts";
+import { RunResultSchema } from "../../../lib/core/run-result.ts";
+import { RunViewSchema } from "../../../lib/core/run-view.ts";
 import {
   BackendError,
   CapacityError,
@@ -16,25 +20,19 @@ import {
   ValidationError,
 } from "../../../lib/errors.ts";
 import { errorResponse, STATUS_BY_CODE } from "../../../lib/http/error-handler.ts";
-import type { HttpLambda } from "../../../lib/http/handler.ts";
+import { httpFunction } from "../../../lib/http/handler.ts";
 import {
   buildOpenApiDocument,
   type OpenApiDocument,
   type OpenApiResponse,
-  ROUTE_SCHEMAS,
   renderOpenApi,
   spellNul,
 } from "../../../lib/http/openapi.ts";
-import {
-  ErrorBodySchema,
-  KernelViewSchema,
-  RunResultSchema,
-  RunViewSchema,
-} from "../../../lib/http/response-schemas.ts";
+import { ErrorBodySchema } from "../../../lib/http/response-schemas.ts";
 import { ROUTES } from "../../../lib/http/routes.ts";
-import { CwdSchema, KernelIdSchema } from "../../../lib/http/schemas.ts";
-import { RunCollector } from "../../../lib/jupyter/run-result.ts";
+import { RunCollector } from "../../../lib/jupyter/run-collector.ts";
 import { logger } from "../../../lib/logger.ts";
+import type { Runtime } from "../../../lib/runtime.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..", "..");
 
@@ -165,7 +163,7 @@ describe("openapi", () => {
         // Arrange
         const operation = document.paths[route.path]?.[route.method.toLowerCase()];
         assert.ok(operation);
-        const spec = ROUTE_SCHEMAS[route.function];
+        const spec = route;
 
         // Act
         const statuses = Object.keys(operation.responses).map(Number);
@@ -247,24 +245,34 @@ describe("openapi", () => {
     });
   });
 
-  describe("ROUTE_SCHEMAS", () => {
-    it("has an entry for every function of ROUTES, and no other", () => {
-      // Assess
-      assert.deepEqual(Object.keys(ROUTE_SCHEMAS).sort(), ROUTES.map((route) => route.function).sort());
+  describe("the route catalogue", () => {
+    it("names an entry file for every function, exporting its handler", async () => {
+      for (const route of ROUTES) {
+        // Act
+        const source = await readFile(join(ROOT, "functions", `${route.function}.ts`), "utf8");
+
+        // Assess
+        assert.match(source, new RegExp(`ROUTE_CATALOGUE\\.${route.function}\\b`), route.function);
+        assert.match(source, /export const handler = /, route.function);
+      }
     });
 
     for (const route of ROUTES) {
-      it(`holds the very schemas functions/${route.function}.ts validates with`, async () => {
-        // Arrange
-        const spec: { params?: z.ZodType; body?: z.ZodType } = ROUTE_SCHEMAS[route.function];
-        const { handler } = (await import(`../../../functions/${route.function}.ts`)) as {
-          handler: HttpLambda;
-        };
-        const params = spec.params ? spyOnSafeParse(spec.params) : undefined;
-        const body = spec.body ? spyOnSafeParse(spec.body) : undefined;
-        // Refused before any kernel or store work: with a body, valid ids and a body with an unknown
-        // field (so both schemas are used); without, an invalid id.
-        const event = spec.body
+      it(`validates ${route.function}'s requests with the very schemas the document shows`, async () => {
+        // Arrange: a runtime whose every service throws, for the request must be refused before any.
+        const config = loadConfig({ PYBOX_STATE_DIR: join(ROOT, ".pybox-unused") });
+        const runtime = new Proxy({ config } as Runtime, {
+          get: (target, key) => {
+            if (key === "config") return target.config;
+            throw new Error(`the runtime's ${String(key)} was used before validation`);
+          },
+        });
+        const handler = httpFunction(route as Parameters<typeof httpFunction>[0], runtime);
+        const params = route.params ? spyOnSafeParse(route.params) : undefined;
+        const body = "body" in route && route.body ? spyOnSafeParse(route.body) : undefined;
+        // With a body, valid ids and a body with an unknown field (so both schemas are used);
+        // without, an invalid id.
+        const event = body
           ? eventFor({ kernelId: "k1" }, JSON.stringify({ code: "1", unknown: true }))
           : eventFor({ kernelId: "-k1", runId: "r1" }, undefined);
 

@@ -1,0 +1,58 @@
+import { ROUTES, type RouteFunction, type RuntimeKind } from "./http/routes.ts";
+
+/**
+ * The function list, written once: one function per route of the catalogue, plus the two that no
+ * route reaches (the queue consumer and the scheduled reaper). The CDK stack makes one Lambda
+ * function per entry and the bundle bench bundles each; every entry's code is `functions/<name>.ts`.
+ */
+
+/** How a function is invoked, which fixes its time limit in the stack. */
+export type Trigger = "http" | "queue" | "schedule";
+
+/** What the stack needs to know of one function. */
+export interface FunctionSpec {
+  description: string;
+  trigger: Trigger;
+  /** Its IAM grant on the table. */
+  table: "read" | "read-write" | "read-write-scan";
+  /** Whether its runtime has a backend (and so reads the backend's credentials). */
+  runtime: RuntimeKind;
+}
+
+/** The functions behind no route. */
+const WORKERS = {
+  queue: {
+    description: "Run queue consumer: executes queued runs",
+    trigger: "queue",
+    table: "read-write",
+    runtime: "kernels",
+  },
+  reaper: {
+    description: "Scheduled: stops kernels idle for longer than the idle timeout",
+    trigger: "schedule",
+    table: "read-write-scan",
+    runtime: "kernels",
+  },
+} as const satisfies Record<string, FunctionSpec>;
+
+/** The name of one function (its entry file is `functions/<name>.ts`). */
+export type FunctionName = RouteFunction | keyof typeof WORKERS;
+
+/** Every function, by name: the routes' in catalogue order, then the workers. */
+export const FUNCTIONS: Readonly<Record<FunctionName, FunctionSpec>> = {
+  ...(Object.fromEntries(
+    ROUTES.map((route) => [
+      route.function,
+      {
+        description: `${route.method} ${route.path}: ${route.summary}`,
+        trigger: "http",
+        table: route.table,
+        runtime: route.runtime,
+      } satisfies FunctionSpec,
+    ]),
+  ) as Record<RouteFunction, FunctionSpec>),
+  ...WORKERS,
+};
+
+/** Every function's name, in {@link FUNCTIONS}' order. */
+export const FUNCTION_NAMES = Object.keys(FUNCTIONS) as FunctionName[];
