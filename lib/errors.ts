@@ -1,4 +1,4 @@
-import type { RunResult } from "./jupyter/run-result.ts";
+import type { RunResult } from "./core/run-result.ts";
 
 /**
  * Every error the product raises. Adapters translate foreign errors (AWS SDK, ZeroMQ, kernel
@@ -235,5 +235,37 @@ export class StaleRefError extends PyboxError {
   override readonly expose = false;
   constructor() {
     super("cached kernel ref is stale");
+  }
+}
+
+/**
+ * `npm start`'s state folder is held by another live server: its embedded DynamoDB (a LevelDB)
+ * cannot be opened twice, so the second server stops before trying, and says how to run both.
+ */
+export class StateDirLockedError extends PyboxError {
+  readonly code = "INTERNAL";
+  override readonly expose = false;
+  constructor(
+    readonly stateDir: string,
+    readonly pid: number | undefined,
+  ) {
+    super(
+      `the state directory ${stateDir} is in use by ${pid === undefined ? "another process" : `process ${pid}`} (another \`npm start\`?); stop it, or choose another with PYBOX_STATE_DIR=<folder> (and PORT=<port>, if it serves on yours)`,
+    );
+  }
+}
+
+/** `npm start`'s port is taken by another process: the server says so and how to pick another. */
+export class PortInUseError extends PyboxError {
+  readonly code = "INTERNAL";
+  override readonly expose = false;
+  constructor(
+    readonly port: number,
+    options: { cause?: unknown } = {},
+  ) {
+    super(
+      `port ${port} on 127.0.0.1 is in use (another \`npm start\`?); choose another with PORT=<port>`,
+      options,
+    );
   }
 }

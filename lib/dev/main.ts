@@ -1,7 +1,10 @@
-import { probeSandbox } from "../backends/local-sandbox.ts";
+import { probeSandbox } from "../backends/local/sandbox.ts";
 import { type Config, loadConfig } from "../config.ts";
+import { PortInUseError, StateDirLockedError } from "../errors.ts";
 import { startLocalStack } from "./local-stack.ts";
+import { provideSandboxTools } from "./prerequisites.ts";
 import { ensurePythonEnv, KERNEL_ENV, VENV_DIR } from "./python-env.ts";
+import { lockStateDir } from "./state-lock.ts";
 
 /**
  * `npm start`: the whole API on loopback, through the same handlers Lambda runs, with DynamoDB
@@ -9,10 +12,16 @@ import { ensurePythonEnv, KERNEL_ENV, VENV_DIR } from "./python-env.ts";
  */
 async function main(): Promise<void> {
   const config = loadConfig();
+  await holdStateDir(config.local.stateDir);
+  if (config.backend === "local" && config.local.sandbox !== "off") await provideSandboxTools();
   if (config.local.python.startsWith(VENV_DIR)) await ensurePythonEnv(KERNEL_ENV);
 
   if (config.backend === "local") await reportIsolation(config);
-  const stack = await startLocalStack(config);
+  const stack = await startLocalStack(config).catch((error: unknown) => {
+    if (!(error instanceof PortInUseError)) throw error;
+    console.error(`Cannot start: ${error.message}`);
+    process.exit(1);
+  });
   const { reattached, cleaned, abandonedRuns } = stack.recovered;
   if (reattached + cleaned > 0) {
     console.log(
@@ -41,6 +50,21 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", () => void shutdown("SIGINT"));
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
+}
+
+/**
+ * One server per state folder: a second would crash on the first's embedded DynamoDB. Held until
+ * this process exits, however it exits; a held folder ends this one with a message, not a trace.
+ */
+async function holdStateDir(stateDir: string): Promise<void> {
+  try {
+    const lock = await lockStateDir(stateDir);
+    process.on("exit", () => lock.release());
+  } catch (error) {
+    if (!(error instanceof StateDirLockedError)) throw error;
+    console.error(`Cannot start: ${error.message}`);
+    process.exit(1);
+  }
 }
 
 /**

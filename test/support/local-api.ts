@@ -11,6 +11,8 @@ const ROOT = join(import.meta.dirname, "..", "..");
 export interface LocalApi {
   api: ApiClient;
   stateDir: string;
+  /** The server's process id (the process that runs `lib/dev/main.ts`). */
+  pid: number;
   /** Everything the server printed, for assertions on its messages. */
   output(): string;
   /** Stops the server (SIGTERM: it stops its kernels) and removes its state unless `keepState`. */
@@ -35,24 +37,34 @@ export async function startLocalApi(env: Record<string, string> = {}, stateDir?:
   child.stderr.on("data", (chunk: Buffer) => {
     output += chunk.toString();
   });
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 120_000);
-    const check = () => {
-      const match = /listening on (http:\/\/\S+)/.exec(output);
-      if (match?.[1]) {
+  let url: string;
+  try {
+    url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 120_000);
+      const check = () => {
+        const match = /listening on (http:\/\/\S+)/.exec(output);
+        if (match?.[1]) {
+          clearTimeout(timer);
+          resolve(match[1]);
+        }
+      };
+      child.stdout.on("data", check);
+      // `close`, not `exit`: by then everything it printed has been read.
+      child.once("close", (code) => {
         clearTimeout(timer);
-        resolve(match[1]);
-      }
-    };
-    child.stdout.on("data", check);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited with ${code}:\n${output}`));
+        reject(new Error(`server exited with ${code}:\n${output}`));
+      });
     });
-  });
+  } catch (error) {
+    // A server that never started leaves neither a process nor a state folder of ours behind.
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    if (stateDir === undefined) await rm(dir, { recursive: true, force: true });
+    throw error;
+  }
   return {
     api: new ApiClient(url),
     stateDir: dir,
+    pid: child.pid ?? 0,
     output: () => output,
     async stop(options = {}) {
       if (child.exitCode === null && child.signalCode === null) {
