@@ -1,0 +1,217 @@
+import { LRUCache } from "lru-cache";
+import type { Backend, KernelRef } from "../backends/port.ts";
+import type { Config } from "../config.ts";
+import type { KernelView, StartRequest } from "../core/kernel.ts";
+import {
+  ConditionFailedError,
+  CorruptRecordError,
+  KernelDeadError,
+  KernelStoppedError,
+  NotFoundError,
+} from "../errors.ts";
+import { logger } from "../logger.ts";
+import type { KernelRecord, KernelStore } from "../store/kernel-store.ts";
+import { mergeKernelEnv } from "./kernel-env.ts";
+
+/** The limits and waits the service applies: exactly these parts of `Config`. */
+export type SandboxSettings = Pick<Config, "operatorEnv" | "startTimeoutMs" | "run" | "maxKernelsPerCaller">;
+
+/**
+ * The kernel-record writes the sandbox relies on, named so a test can hand in an in-memory store
+ * with the same conditional-write rules instead of DynamoDB.
+ */
+export type KernelRecords = Pick<
+  KernelStore,
+  | "get"
+  | "create"
+  | "claim"
+  | "complete"
+  | "acquireLease"
+  | "releaseLease"
+  | "markDead"
+  | "clearLease"
+  | "delete"
+  | "countLive"
+  | "deleteIdle"
+  | "scanAll"
+>;
+
+/** A kernel's ref as last read in this container, tagged with the incarnation it belongs to. */
+export interface CachedRef {
+  incarnation: string;
+  ref: KernelRef;
+}
+
+/** How many kernels' refs one container remembers. */
+const REF_CACHE_SIZE = 1_000;
+
+/** Slack on leases and start claims, so a slow write never frees a kernel still in use. */
+export const LEASE_MARGIN_MS = 30_000;
+
+/** Kept back from an invocation's deadline to give the lease back and answer. */
+export const DEADLINE_RESERVE_MS = 1_000;
+
+/**
+ * What every room of the sandbox (lifecycle, runs, housekeeping) reaches kernels through: the
+ * records, the backend, the settings and the one cache of refs this container has read, so a ref
+ * forgotten by a stop is forgotten for runs too. Holds no state beyond that cache.
+ */
+export class KernelAccess {
+  private readonly refs = new LRUCache<string, CachedRef>({ max: REF_CACHE_SIZE });
+
+  constructor(
+    readonly store: KernelRecords,
+    readonly backend: Backend,
+    readonly settings: SandboxSettings,
+  ) {}
+
+  /** How long a start may hold its claim before another invocation may take the record over. */
+  get claimMs(): number {
+    return this.settings.startTimeoutMs + LEASE_MARGIN_MS;
+  }
+
+  /** The ref this container last used for the caller's kernel, to connect before the lease is ours. */
+  remembered(owner: string, kernelId: string): CachedRef | undefined {
+    return this.refs.get(cacheKey(owner, kernelId));
+  }
+
+  /** Remembers where this incarnation of a kernel lives, for the next run in this container. */
+  remember(record: KernelRecord, ref: KernelRef): void {
+    this.refs.set(cacheKey(record.owner, record.kernelId), { incarnation: record.incarnation, ref });
+  }
+
+  /** Forgets a kernel's ref: it was stopped, replaced or found stale. */
+  forget(owner: string, kernelId: string): void {
+    this.refs.delete(cacheKey(owner, kernelId));
+  }
+
+  /** Forgets every ref (all kernels were stopped). */
+  forgetAll(): void {
+    this.refs.clear();
+  }
+
+  /**
+   * Starts the backend kernel for a claimed record. Returns undefined when another start took the
+   * record over meanwhile (the caller loops and finds that one's kernel).
+   */
+  async launch(
+    record: KernelRecord,
+    request: StartRequest,
+    restarted: boolean,
+  ): Promise<KernelView | undefined> {
+    let ref: KernelRef;
+    try {
+      ref = await this.backend.start({
+        owner: record.owner,
+        kernelId: record.kernelId,
+        env: mergeKernelEnv(this.settings.operatorEnv, request.env),
+        ...(request.cwd === undefined ? {} : { cwd: request.cwd }),
+      });
+    } catch (error) {
+      await this.store.delete(record).catch((cause) => logger.warn("start not abandoned", { cause }));
+      throw error;
+    }
+    try {
+      const spec = {
+        ...(request.cwd === undefined ? {} : { cwd: request.cwd }),
+        ...(request.env === undefined ? {} : { env: request.env }),
+      };
+      const done = await this.store.complete(record, ref, spec);
+      this.remember(done, ref);
+      return toView(done, restarted);
+    } catch (error) {
+      await this.backend
+        .stop(ref)
+        .catch((cause) => logger.warn("could not stop a superseded kernel", { cause }));
+      if (!(error instanceof ConditionFailedError)) {
+        await this.store.delete(record).catch((cause) => logger.warn("start not abandoned", { cause }));
+        throw error;
+      }
+      if (!(await this.store.get(record.owner, record.kernelId))) {
+        throw new KernelStoppedError(`kernel '${record.kernelId}' was stopped while it was starting`);
+      }
+      return undefined;
+    }
+  }
+
+  /**
+   * The backend's ref of a record; undefined while it is starting. A ref this backend cannot read
+   * is an error, never taken for a dead kernel: that would orphan a live one.
+   */
+  refOf(record: KernelRecord): KernelRef | undefined {
+    if (record.ref === undefined) return undefined;
+    if (record.backend !== this.backend.name) {
+      throw new CorruptRecordError(`kernel '${record.kernelId}' belongs to the ${record.backend} backend`);
+    }
+    try {
+      return this.backend.parseRef(record.ref);
+    } catch (cause) {
+      throw new CorruptRecordError(`kernel '${record.kernelId}' has a ref this backend cannot read`, {
+        cause,
+      });
+    }
+  }
+
+  /** {@link refOf} for clean-up paths: an unreadable ref is logged (for an operator) and skipped. */
+  readableRef(record: KernelRecord): KernelRef | undefined {
+    try {
+      return this.refOf(record);
+    } catch (error) {
+      logger.error("kernel ref unreadable; its kernel may need stopping by hand", { error: error as Error });
+      return undefined;
+    }
+  }
+
+  /** Whether the record's kernel still runs; a record without a ref (starting) has none running. */
+  async alive(record: KernelRecord): Promise<boolean> {
+    const ref = this.refOf(record);
+    return ref ? this.backend.isAlive(ref) : false;
+  }
+
+  /** Marks a kernel dead and makes sure nothing of it keeps running. */
+  async bury(record: KernelRecord): Promise<void> {
+    this.forget(record.owner, record.kernelId);
+    await this.store.markDead(record).catch((cause) => logger.warn("could not mark kernel dead", { cause }));
+    await this.stopQuietly(record);
+  }
+
+  /** Stops the record's kernel on clean-up paths, where a failure is logged and must not end the pass. */
+  async stopQuietly(record: KernelRecord): Promise<void> {
+    const ref = this.readableRef(record);
+    if (!ref) return;
+    await this.backend
+      .stop(ref)
+      .catch((cause) => logger.warn("could not stop kernel", { kernelId: record.kernelId, cause }));
+  }
+}
+
+/** A record as its caller may see it: a live lease reads as `busy`. */
+export function toView(record: KernelRecord, restarted?: boolean): KernelView {
+  const busy = record.leaseUntil !== undefined && record.leaseUntil > Date.now();
+  const state = record.state === "ready" ? (busy ? "busy" : "idle") : record.state;
+  return {
+    kernelId: record.kernelId,
+    backend: record.backend,
+    state,
+    createdAt: record.createdAt,
+    lastActivityAt: record.lastActivityAt,
+    ...(restarted ? { restarted: true } : {}),
+  };
+}
+
+/** The one wording of "no such kernel", the same whether it never existed or is another caller's. */
+export function notFound(kernelId: string): NotFoundError {
+  return new NotFoundError(`no kernel '${kernelId}'`);
+}
+
+/** The one wording of a dead kernel, saying how to get a fresh one. */
+export function deadError(kernelId: string, cause?: unknown): KernelDeadError {
+  return new KernelDeadError(
+    `kernel '${kernelId}' has died and its state is lost; POST /kernels with this kernelId starts it again`,
+    { cause },
+  );
+}
+
+function cacheKey(owner: string, kernelId: string): string {
+  return JSON.stringify([owner, kernelId]);
+}
