@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connectionAnnotation, KernelObjectSchema } from "../lib/backends/kernel-resource.ts";
+import { connectionAnnotation, KernelObjectSchema } from "../lib/backends/cluster/kernel-resource.ts";
 import { loadConfig } from "../lib/config.ts";
 import { startLocalStack } from "../lib/dev/local-stack.ts";
 import { ensurePythonEnv, KERNEL_ENV } from "../lib/dev/python-env.ts";

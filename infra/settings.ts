@@ -38,6 +38,8 @@ export interface GatewaySettings {
   url?: string;
   /** An existing secret; when absent the stack creates one for the operator to fill. */
   tokenSecretArn?: string;
+  /** A caller's `cwd` missing on the gateway's kernel host is made there, not refused with 400. */
+  createCwd: boolean;
 }
 
 /** How the functions reach the Kubernetes API of the kernel cluster. */
@@ -77,6 +79,7 @@ export const CONTEXT_KEYS = [
   "jwtAudience",
   "gatewayUrl",
   "gatewayTokenSecretArn",
+  "gatewayCreateCwd",
   "kernelEnv",
   "clusterNamespace",
   "eksCluster",
@@ -156,6 +159,10 @@ const ContextSchema = z.object({
   jwtAudience: textList.optional(),
   gatewayUrl: httpUrl.optional(),
   gatewayTokenSecretArn: secretArn.optional(),
+  gatewayCreateCwd: z
+    .union([z.boolean(), z.enum(["true", "false"])], { error: "must be true or false" })
+    .transform((value) => value === true || value === "true")
+    .optional(),
   kernelEnv: json(
     z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.union([z.string(), z.number(), z.boolean()]), {
       error: "must be a JSON object of variable names to strings, numbers or booleans",
@@ -297,11 +304,12 @@ export function parseSettings(context: Partial<Record<ContextKey, unknown>>): Se
       gateway: {
         ...(c.gatewayUrl ? { url: c.gatewayUrl.replace(/\/+$/, "") } : {}),
         ...(c.gatewayTokenSecretArn ? { tokenSecretArn: c.gatewayTokenSecretArn } : {}),
+        createCwd: c.gatewayCreateCwd ?? false,
       },
     };
   }
 
-  for (const key of ["gatewayUrl", "gatewayTokenSecretArn"] as const) {
+  for (const key of ["gatewayUrl", "gatewayTokenSecretArn", "gatewayCreateCwd"] as const) {
     if (c[key] !== undefined) fail(key, "is set, but backend is cluster");
   }
   if (!kernelEnv.KERNEL_IMAGE) {

@@ -61,6 +61,7 @@ const EnvSchema = z.object({
   PYBOX_GATEWAY_TOKEN_SECRET: optionalText,
   PYBOX_GATEWAY_KERNEL_NAME: z.string().trim().min(1).default("python3"),
   PYBOX_GATEWAY_REQUEST_TIMEOUT_MS: int(100, 120_000, 10_000),
+  PYBOX_GATEWAY_CREATE_CWD: z.preprocess(blankAsUnset, z.stringbool().default(false)),
   PYBOX_KUBECONFIG: optionalText,
   PYBOX_KUBECONFIG_SECRET: optionalText,
   PYBOX_EKS_CLUSTER: optionalText,
@@ -111,6 +112,8 @@ export interface GatewayConfig {
   tokenSecret?: string;
   kernelName: string;
   requestTimeoutMs: number;
+  /** A caller's `cwd` missing on the kernel's host is made there (`PYBOX_GATEWAY_CREATE_CWD`), not refused with 400. */
+  createCwd: boolean;
 }
 
 /** How to reach the Kubernetes API and what Kernel resources to make. */
@@ -130,7 +133,7 @@ export interface ClusterConfig {
 
 /**
  * What one sandboxed local kernel may use. Enforced as rlimits inside bubblewrap, where they bound
- * that kernel alone (see `lib/backends/local-sandbox.ts`).
+ * that kernel alone (see `lib/backends/local/bwrap.ts`).
  */
 export interface KernelLimits {
   /** RLIMIT_DATA: heap and private mappings of each process, so a memory bomb gets `MemoryError`. */
@@ -310,6 +313,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
             ...(e.PYBOX_GATEWAY_TOKEN_SECRET ? { tokenSecret: e.PYBOX_GATEWAY_TOKEN_SECRET } : {}),
             kernelName: e.PYBOX_GATEWAY_KERNEL_NAME,
             requestTimeoutMs: e.PYBOX_GATEWAY_REQUEST_TIMEOUT_MS,
+            createCwd: e.PYBOX_GATEWAY_CREATE_CWD,
           },
         }
       : {}),
@@ -403,20 +407,4 @@ export function loadOperatorEnv(file: string | undefined, json: string | undefin
     for (const [key, v] of Object.entries(parsed.data)) merged[key] = String(v);
   }
   return merged;
-}
-
-let current: Config | undefined;
-
-/** The process's configuration, read on first use and kept for the life of the container. */
-export function getConfig(): Config {
-  current ??= loadConfig();
-  return current;
-}
-
-/**
- * Fixes the configuration before first use. Only the local dev server calls it, to point the
- * store at its embedded DynamoDB; Lambda functions always read their environment.
- */
-export function setConfig(config: Config): void {
-  current = config;
 }

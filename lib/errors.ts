@@ -1,4 +1,4 @@
-import type { RunResult } from "./core/run-result.ts";
+import type { RunError, RunResult } from "./core/run-result.ts";
 
 /**
  * Every error the product raises. Adapters translate foreign errors (AWS SDK, ZeroMQ, kernel
@@ -126,6 +126,19 @@ export class BackendUnavailableError extends PyboxError {
 export class BackendError extends PyboxError {
   readonly code = "BACKEND_ERROR";
   override readonly expose = false;
+}
+
+/**
+ * Helper code of ours raised in the kernel. Carries the exception, so a caller can say what it
+ * means (a missing folder is the caller's 400, anything else our 502).
+ */
+export class KernelCodeError extends BackendError {
+  constructor(
+    message: string,
+    readonly error: RunError,
+  ) {
+    super(message);
+  }
 }
 
 /**

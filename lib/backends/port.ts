@@ -1,4 +1,4 @@
-import type { RunResult } from "../jupyter/run-result.ts";
+import type { RunResult } from "../core/run-result.ts";
 
 /** The backends the product can run kernels on. */
 export type BackendName = "local" | "gateway" | "cluster";
@@ -25,7 +25,7 @@ export interface StartSpec {
 export interface RunOptions {
   timeoutMs: number;
   interruptGraceMs: number;
-  /** Response bytes all of the run's output may take (see `OutputLimits` in `lib/jupyter/run-result.ts`). */
+  /** Response bytes all of the run's output may take (see `OutputLimits` in `lib/jupyter/run-collector.ts`). */
   maxOutputBytes: number;
   /** Response bytes one output entry, or the error, may take; at most `maxOutputBytes`. */
   maxOutputEntryBytes: number;

@@ -2,32 +2,13 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Dealer, Request, Subscriber } from "zeromq";
 import { deferred } from "../async.ts";
-import {
-  BackendUnavailableError,
-  InvalidMessageError,
-  KernelDiedError,
-  KernelStuckError,
-} from "../errors.ts";
+import type { RunResult } from "../core/run-result.ts";
+import { BackendUnavailableError, InvalidMessageError, KernelDiedError } from "../errors.ts";
 import { type Channel, type ConnectionInfo, channelUrl } from "./connection.ts";
-import { createMessage, executeContent, type JupyterMessage } from "./messages.ts";
-import { RunCollector, type RunResult } from "./run-result.ts";
+import { type ExecutionOptions, runCode } from "./execution.ts";
+import { createMessage, type JupyterMessage } from "./messages.ts";
+import type { AnswerListener, ExecuteRequest, KernelTransport } from "./transport.ts";
 import { deserialize, serialize } from "./wire.ts";
-
-/** How one execution is bounded and watched. */
-export interface ExecuteOptions {
-  /** The code's own budget; at the deadline the kernel is interrupted. */
-  timeoutMs: number;
-  /** How long an interrupted kernel gets to come back to idle before we give up waiting. */
-  interruptGraceMs: number;
-  /** Cap on the displayed output kept in the result, in response bytes. */
-  maxOutputBytes: number;
-  /** Cap on one output entry, and on the error, in response bytes. */
-  maxOutputEntryBytes: number;
-  /** Aborted by the caller when it learns the kernel is gone (e.g. its process exited). */
-  signal?: AbortSignal;
-  /** The code is sent only once this resolves (see `RunOptions.admitted`); the handshake need not wait. */
-  admitted?: Promise<unknown>;
-}
 
 /** Tunables of the liveness watch; defaults suit a kernel on the same host or in the same VPC. */
 export interface ClientOptions {
@@ -57,14 +38,15 @@ const DEFAULTS: Required<ClientOptions> = {
 };
 
 /**
- * A short-lived ZeroMQ client for one kernel. It lives for one invocation: open, handshake, run,
- * close. Lambda freezes the process between calls, so no socket is kept.
+ * A short-lived ZeroMQ client for one kernel, and the {@link KernelTransport} that the rules of a
+ * run (`execution.ts`) drive for the local and cluster backends. It lives for one invocation:
+ * open, handshake, run, close. Lambda freezes the process between calls, so no socket is kept.
  *
  * Each socket has exactly one reader loop that dispatches by `parent_header.msg_id` (zeromq allows
  * one pending receive per socket); messages that fail HMAC verification are dropped.
  */
-export class KernelClient {
-  private readonly session = randomUUID();
+export class KernelClient implements KernelTransport {
+  readonly session = randomUUID();
   private readonly shell = new Dealer({ linger: 0 });
   private readonly control = new Dealer({ linger: 1_000 });
   private readonly iopub = new Subscriber({ linger: 0 });
@@ -74,7 +56,7 @@ export class KernelClient {
   private heartbeat: Request | undefined;
   private iopubSeen = false;
   private readonly iopubArrived = deferred<void>();
-  private ready = false;
+  private handshaken = false;
   private closed = false;
   /** Rejects if a reader loop dies while the client is open; every wait races it. */
   private readonly broken = deferred<never>();
@@ -134,7 +116,7 @@ export class KernelClient {
       if (!this.iopubSeen)
         await this.waitForIopub(Math.min(probeMs, Math.max(0, deadline - Date.now())), signal);
       if (this.iopubSeen) {
-        this.ready = true;
+        this.handshaken = true;
         return reply.content;
       }
       probeMs = Math.min(probeMs * 2, 200);
@@ -142,62 +124,38 @@ export class KernelClient {
   }
 
   /**
-   * Runs code and collects what it displayed. At the deadline the kernel is interrupted (control
-   * channel) and the result says `timeout`; if it is not idle again within the grace period, the
-   * run ends with {@link KernelStuckError}. A kernel that stops answering heartbeats, or whose death
-   * the caller signals, ends the run at once with {@link KernelDiedError}.
+   * Runs code and collects what it displayed, by the rules of `execution.ts`: at the deadline the
+   * kernel is interrupted (control channel) and the result says `timeout`; a kernel that does not
+   * come back within the grace ends the run with `KernelStuckError`, and one that stops answering
+   * heartbeats, or whose death the caller signals, ends it at once with `KernelDiedError`.
    */
-  async execute(code: string, options: ExecuteOptions): Promise<RunResult> {
-    const watch = new AbortController();
-    const signal = options.signal ? AbortSignal.any([options.signal, watch.signal]) : watch.signal;
-    const death = Promise.race([this.watchLiveness(signal), this.broken.promise]);
-    death.catch(() => undefined);
-    try {
-      // A refusal (the lease was not ours) ends the run even mid-handshake.
-      const refused = options.admitted?.then(() => new Promise<never>(() => undefined));
-      refused?.catch(() => undefined);
-      const stops = refused ? [death, refused] : [death];
-      if (!this.ready) await Promise.race([this.handshake(signal), ...stops]);
-      if (options.admitted) await Promise.race([options.admitted, ...stops]);
-      const message = createMessage("execute_request", executeContent(code), this.session);
-      const collector = new RunCollector({
-        maxOutputBytes: options.maxOutputBytes,
-        maxEntryBytes: options.maxOutputEntryBytes,
-      });
-      const finished = deferred<void>();
-      const msgId = message.header.msg_id;
-      this.iopubHandlers.set(msgId, (m) => {
-        collector.onIopub(m);
-        if (collector.done) finished.resolve();
-      });
-      this.replyHandlers.set(msgId, (m) => {
-        collector.onReply(m);
-        if (collector.done) finished.resolve();
-      });
-      const started = performance.now();
-      try {
-        await this.shell.send(serialize(message, this.info.key));
-        const deadline = sleep(options.timeoutMs, "timeout" as const, { signal: watch.signal });
-        deadline.catch(() => undefined);
-        const outcome = await Promise.race([finished.promise.then(() => "done" as const), deadline, death]);
-        if (outcome === "done") return collector.result(elapsed(started));
-        await this.interrupt(Math.min(options.interruptGraceMs, 2_000)).catch(() => undefined);
-        const grace = sleep(options.interruptGraceMs, "grace" as const, { signal: watch.signal });
-        grace.catch(() => undefined);
-        await Promise.race([finished.promise, grace, death]);
-        const result = collector.result(elapsed(started), options.timeoutMs);
-        // A reply means the code ended; only a missing `idle` (a lost iopub message) is not stuckness.
-        if (!collector.done && !collector.replied) {
-          throw new KernelStuckError("the kernel did not come back from an interrupt", result);
-        }
-        return result;
-      } finally {
-        this.iopubHandlers.delete(msgId);
-        this.replyHandlers.delete(msgId);
-      }
-    } finally {
-      watch.abort();
-    }
+  async execute(code: string, options: ExecutionOptions): Promise<RunResult> {
+    return (await runCode(this, code, options)).result;
+  }
+
+  /** Runs the readiness handshake once per client; later requests need none. */
+  async ready(signal: AbortSignal): Promise<void> {
+    if (!this.handshaken) await this.handshake(signal);
+  }
+
+  /** Routes the shell replies and iopub messages of request `msgId` to `listener`. */
+  listen(msgId: string, listener: AnswerListener): () => void {
+    this.replyHandlers.set(msgId, (message) => listener(message, "shell"));
+    this.iopubHandlers.set(msgId, (message) => listener(message, "iopub"));
+    return () => {
+      this.replyHandlers.delete(msgId);
+      this.iopubHandlers.delete(msgId);
+    };
+  }
+
+  /** Signs and sends an `execute_request` on the shell channel. */
+  async send(request: ExecuteRequest): Promise<void> {
+    await this.shell.send(serialize(request, this.info.key));
+  }
+
+  /** The liveness watch (heartbeats, socket events) raced with a reader loop failing. */
+  death(signal: AbortSignal): Promise<never> {
+    return Promise.race([this.watchLiveness(signal), this.broken.promise]);
   }
 
   /** Interrupts the running cell (ipykernel ends it with `KeyboardInterrupt`). */
@@ -380,8 +338,4 @@ function connect(socket: Dealer | Subscriber | Request, url: string): void {
       if ((error as NodeJS.ErrnoException).code !== "EINTR" || attempt >= 5) throw error;
     }
   }
-}
-
-function elapsed(started: number): number {
-  return Math.round(performance.now() - started);
 }

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Config } from "../config.ts";
+import type { RunMessage } from "../core/queue-message.ts";
 import {
   KernelBusyError,
   KernelStartingError,
@@ -9,7 +10,6 @@ import {
   StoreUnavailableError,
 } from "../errors.ts";
 import { logger } from "../logger.ts";
-import type { RunMessage } from "../core/queue-message.ts";
 import type { RunOutcome, RunRecord, RunRecordStatus, RunStore } from "../store/run-store.ts";
 import { sha256 } from "./async-runs.ts";
 import { fitResult } from "./fit-result.ts";

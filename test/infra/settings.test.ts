@@ -33,7 +33,7 @@ describe("settings", () => {
         queueBatchSize: 1,
         logRetention: 30,
         throttle: { rateLimit: 50, burstLimit: 100 },
-        gateway: { url: "https://eg.internal:8888" },
+        gateway: { url: "https://eg.internal:8888", createCwd: false },
       });
     });
 
@@ -104,6 +104,26 @@ describe("settings", () => {
           }),
         "gatewayTokenSecretArn",
         /complete Secrets Manager secret ARN/,
+      );
+    });
+
+    it("takes gatewayCreateCwd as a boolean, from JSON or from -c text, and refuses anything else", () => {
+      assert.equal(parseSettings({ ...GATEWAY_CONTEXT }).gateway?.createCwd, false);
+      assert.equal(parseSettings({ ...GATEWAY_CONTEXT, gatewayCreateCwd: true }).gateway?.createCwd, true);
+      assert.equal(parseSettings({ ...GATEWAY_CONTEXT, gatewayCreateCwd: "true" }).gateway?.createCwd, true);
+      assert.equal(
+        parseSettings({ ...GATEWAY_CONTEXT, gatewayCreateCwd: "false" }).gateway?.createCwd,
+        false,
+      );
+      assertSettingsError(
+        () => parseSettings({ ...GATEWAY_CONTEXT, gatewayCreateCwd: "yes" }),
+        "gatewayCreateCwd",
+        /true or false/,
+      );
+      assertSettingsError(
+        () => parseSettings({ ...CLUSTER_CONTEXT, gatewayCreateCwd: true }),
+        "gatewayCreateCwd",
+        /backend is cluster/,
       );
     });
 

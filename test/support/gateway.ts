@@ -22,33 +22,44 @@ export interface RunningGateway {
 /** Variables EG passes on to kernels beyond `KERNEL_*` (its `client_envs` allowlist), for the env tests. */
 export const GATEWAY_CLIENT_ENVS = ["TEAM", "PROJECT", "SHARED"];
 
+/** How the gateway's one kernelspec, `python3`, starts kernels. */
+export interface GatewayOptions {
+  /**
+   * `cd`: like EG's container kernel images, start in `KERNEL_WORKING_DIR` when the gateway passes
+   * one (the default). `stock`: the spec `ipykernel install` writes, which starts every kernel in
+   * the gateway's own directory, as a stock EG with local kernels does.
+   */
+  kernelSpec?: "cd" | "stock";
+}
+
 /**
  * Starts a real gateway on a free loopback port with an auth token and its default local kernel
- * provisioning. Its one kernelspec, `python3`, runs the project's kernel venv (ipykernel, pandas,
- * matplotlib) in `KERNEL_WORKING_DIR` when given, as EG's kernel images do. `extraArgs` are added
- * to the server's command line (e.g. `--EnterpriseGatewayApp.max_kernels_per_user=1`). Always
- * stopped by the test that started it.
+ * provisioning, without `EG_MIRROR_WORKING_DIRS`. Its one kernelspec, `python3`, runs the
+ * project's kernel venv (ipykernel, pandas, matplotlib), as `options.kernelSpec` says. `extraArgs`
+ * are added to the server's command line (e.g. `--EnterpriseGatewayApp.max_kernels_per_user=1`).
+ * Always stopped by the test that started it.
  */
 export async function startGateway(
   flavour: GatewayFlavour,
   extraArgs: readonly string[] = [],
+  options: GatewayOptions = {},
 ): Promise<RunningGateway> {
   const home = await mkdtemp(join(tmpdir(), `pybox-${flavour}-`));
   const spec = join(home, "share", "kernels", "python3");
   await mkdir(spec, { recursive: true });
+  const python = join(KERNEL_ENV.dir, "bin", "python");
+  const argv =
+    options.kernelSpec === "stock"
+      ? [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+      : [
+          "/bin/sh",
+          "-c",
+          `cd "\${KERNEL_WORKING_DIR:-.}" && exec "${python}" -m ipykernel_launcher -f "$0"`,
+          "{connection_file}",
+        ];
   await writeFile(
     join(spec, "kernel.json"),
-    JSON.stringify({
-      // Like EG's container kernel images, start in KERNEL_WORKING_DIR when the gateway passes one.
-      argv: [
-        "/bin/sh",
-        "-c",
-        `cd "\${KERNEL_WORKING_DIR:-.}" && exec "${join(KERNEL_ENV.dir, "bin", "python")}" -m ipykernel_launcher -f "$0"`,
-        "{connection_file}",
-      ],
-      display_name: "Python 3 (pybox)",
-      language: "python",
-    }),
+    JSON.stringify({ argv, display_name: "Python 3 (pybox)", language: "python" }),
   );
   const port = await freePort();
   const token = randomBytes(16).toString("hex");

@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { basename, dirname } from "node:path";
-import { LocalBackend, refFile } from "../../lib/backends/local.ts";
+import { LocalBackend, refFile } from "../../lib/backends/local/local.ts";
 
 /**
  * The host pid of a local kernel, found from inside it: a sandboxed kernel sees its own pid in its

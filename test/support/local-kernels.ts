@@ -1,4 +1,4 @@
-import { LocalBackend, type LocalKernelRef } from "../../lib/backends/local.ts";
+import { LocalBackend, type LocalKernelRef } from "../../lib/backends/local/local.ts";
 import { isRunning } from "../../lib/backends/process.ts";
 
 /**

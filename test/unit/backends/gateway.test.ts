@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { ServerConnection } from "@jupyterlab/services";
-import { translateGatewayError } from "../../../lib/backends/gateway-api.ts";
-import { gatewayTokenLoader } from "../../../lib/backends/gateway-token.ts";
+import { translateGatewayError } from "../../../lib/backends/gateway/api.ts";
+import { gatewayTokenLoader } from "../../../lib/backends/gateway/token.ts";
 import { kernelUsername } from "../../../lib/backends/kernel-username.ts";
 import type { GatewayConfig } from "../../../lib/config.ts";
 import {
@@ -35,6 +35,7 @@ const GATEWAY: GatewayConfig = {
   url: "http://gateway.invalid:8888",
   kernelName: "python3",
   requestTimeoutMs: 1_000,
+  createCwd: false,
 };
 
 /** A stand-in for the Secrets Manager client: answers every `send` with `answer()` and counts the calls. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash, createHmac } from "node:crypto";
 import { describe, it } from "node:test";
-import { eksToken, kubeClientsLoader } from "../../../lib/backends/kube-auth.ts";
+import { eksToken, kubeClientsLoader } from "../../../lib/backends/cluster/kube-auth.ts";
 
 const credentials = {
   accessKeyId: "AKIDEXAMPLE",

@@ -1,12 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import {
-  cwdRefusal,
-  isWithin,
-  jailedCommand,
-  type KernelJail,
-  kernelUid,
-} from "../../../lib/backends/local-sandbox.ts";
+import { isWithin, jailedCommand, type KernelJail } from "../../../lib/backends/local/bwrap.ts";
+import { cwdRefusal, kernelUid } from "../../../lib/backends/local/sandbox.ts";
 import { DEFAULT_KERNEL_LIMITS } from "../../../lib/config.ts";
 
 const JAIL: KernelJail = {

@@ -137,7 +137,7 @@ describe("error-handler", () => {
     });
 
     it("sends Retry-After with a 503 for an unavailable backend even when the error names no delay", () => {
-      // Prepare: as lib/backends/local.ts and lib/jupyter/client.ts throw it
+      // Prepare: as lib/backends/local/launch.ts and lib/jupyter/client.ts throw it
       const error = new BackendUnavailableError("the kernel did not bind its ports within 60000 ms");
 
       // Act

@@ -1,10 +1,10 @@
-import type { Config } from "../config.ts";
-import { ConfigError } from "../errors.ts";
-import { refreshingCredentials } from "./credential-refresh.ts";
+import type { Config } from "../../config.ts";
+import { ConfigError } from "../../errors.ts";
+import { refreshingCredentials } from "../credential-refresh.ts";
+import type { Backend } from "../port.ts";
+import { type GatewaySettings, gatewaySettings } from "./api.ts";
 import { GatewayBackend } from "./gateway.ts";
-import { type GatewaySettings, gatewaySettings } from "./gateway-api.ts";
-import { gatewayTokenLoader } from "./gateway-token.ts";
-import type { Backend } from "./port.ts";
+import { gatewayTokenLoader } from "./token.ts";
 
 /**
  * The gateway backend as configured: the token is read once (env or Secrets Manager) and read
@@ -24,6 +24,7 @@ export function gatewayBackendFrom(config: Config): Backend {
       return settings;
     },
     kernelName: gateway.kernelName,
+    createCwd: gateway.createCwd,
     startTimeoutMs: config.startTimeoutMs,
   });
   return refreshingCredentials(backend, () => {

@@ -5,8 +5,8 @@ import { CustomObjectsApi, KubeConfig, Watch } from "@kubernetes/client-node";
 import { HttpRequest } from "@smithy/protocol-http";
 import { SignatureV4 } from "@smithy/signature-v4";
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from "@smithy/types";
-import type { ClusterConfig } from "../config.ts";
-import { BackendUnavailableError, ConfigError } from "../errors.ts";
+import type { ClusterConfig } from "../../config.ts";
+import { BackendUnavailableError, ConfigError } from "../../errors.ts";
 
 /** The Kubernetes clients the cluster backend uses, made from one `KubeConfig`. */
 export interface KubeClients {

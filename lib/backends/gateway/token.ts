@@ -1,6 +1,6 @@
 import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
-import type { GatewayConfig } from "../config.ts";
-import { BackendUnavailableError, ConfigError } from "../errors.ts";
+import type { GatewayConfig } from "../../config.ts";
+import { BackendUnavailableError, ConfigError } from "../../errors.ts";
 
 /**
  * The gateway token, resolved once per container: from config as given, or read from Secrets

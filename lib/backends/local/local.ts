@@ -1,10 +1,8 @@
-import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { randomBytes, randomUUID } from "node:crypto";
-import { closeSync, constants, openSync } from "node:fs";
+import { randomUUID } from "node:crypto";
+import { constants } from "node:fs";
 import {
   access,
   chown,
-  copyFile,
   lstat,
   mkdir,
   mkdtemp,
@@ -18,44 +16,38 @@ import {
 import { homedir, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { promisify } from "node:util";
 import * as z from "zod";
-import { DEFAULT_KERNEL_LIMITS, type KernelLimits, type LocalConfig } from "../config.ts";
+import { DEFAULT_KERNEL_LIMITS, type KernelLimits, type LocalConfig } from "../../config.ts";
+import type { RunResult } from "../../core/run-result.ts";
 import {
   BackendError,
   BackendUnavailableError,
   ConfigError,
   KernelDiedError,
   ValidationError,
-} from "../errors.ts";
-import { KernelClient } from "../jupyter/client.ts";
-import { type ConnectionInfo, ConnectionInfoSchema, hasAllPorts } from "../jupyter/connection.ts";
-import type { RunResult } from "../jupyter/run-result.ts";
-import { logger } from "../logger.ts";
+} from "../../errors.ts";
+import { KernelClient } from "../../jupyter/client.ts";
+import { ConnectionInfoSchema } from "../../jupyter/connection.ts";
+import { logger } from "../../logger.ts";
+import type { Backend, KernelInventory, RunOptions, StartSpec } from "../port.ts";
+import { isRunning, readProcess, signalGroup } from "../process.ts";
+import { closedFolders } from "./bwrap.ts";
 import {
-  closedFolders,
+  freshConnection,
+  type Jail,
+  kernelFontCache,
+  readJson,
+  spawnKernel,
+  waitForPorts,
+} from "./launch.ts";
+import {
   cwdRefusal,
   type Interpreter,
   inspectInterpreter,
-  jailedCommand,
-  type KernelJail,
   probeSandbox,
-  type Sandbox,
   type SandboxProbe,
   unusedKernelUid,
-} from "./local-sandbox.ts";
-import type { Backend, KernelInventory, RunOptions, StartSpec } from "./port.ts";
-import { isRunning, readProcess, signalGroup } from "./process.ts";
-
-const run = promisify(execFile);
-
-/** How one kernel is to be sandboxed. */
-interface Jail {
-  sandbox: Sandbox;
-  jail: KernelJail;
-  /** The interpreter has `-P` (see `spawnKernel`). */
-  safePath: boolean;
-}
+} from "./sandbox.ts";
 
 const LocalRefSchema = z.object({
   backend: z.literal("local"),
@@ -114,7 +106,6 @@ const PING_ATTEMPTS = 3;
 export class LocalBackend implements Backend<LocalKernelRef> {
   readonly name = "local";
   private interpreterInfo: Promise<Interpreter> | undefined;
-  private sharedFontCache: Promise<void> | undefined;
 
   constructor(private readonly options: LocalBackendOptions) {}
 
@@ -196,7 +187,7 @@ export class LocalBackend implements Backend<LocalKernelRef> {
     if (sandbox && socketDir) {
       const uid = sandbox.setpriv ? await unusedKernelUid() : undefined;
       const interpreter = await this.interpreter();
-      env.MPLCONFIGDIR = await this.kernelFontCache(runtimeDir);
+      env.MPLCONFIGDIR = await kernelFontCache(python, stateDir, runtimeDir);
       env.USER = "pybox";
       env.LOGNAME = "pybox";
       jail = {
@@ -223,7 +214,14 @@ export class LocalBackend implements Backend<LocalKernelRef> {
         await Promise.all([...owned, workDir].map((path) => chown(path, uid, uid)));
       }
     }
-    const child = this.spawnKernel(connectionFile, workDir, env, jail);
+    const child = spawnKernel(
+      python,
+      connectionFile,
+      workDir,
+      env,
+      jail,
+      this.options.limits ?? DEFAULT_KERNEL_LIMITS,
+    );
     const pid = child.pid;
     if (pid === undefined) throw new BackendUnavailableError("the kernel process could not be spawned");
     const identity = (await readProcess(pid)) ?? { pid, startTime: null };
@@ -354,47 +352,6 @@ export class LocalBackend implements Backend<LocalKernelRef> {
     }
   }
 
-  private spawnKernel(
-    connectionFile: string,
-    cwd: string,
-    env: Record<string, string>,
-    jail: Jail | undefined,
-  ): ChildProcess {
-    // In the sandbox the cwd may hold files an earlier kernel left: `-P` keeps `-m` from importing
-    // a planted `ipykernel_launcher.py` from it, and the cwd joins `sys.path` only once the kernel
-    // is up, as users expect for importing their own modules.
-    const safe = jail?.safePath
-      ? { flags: ["-P"], args: ['--IPKernelApp.exec_lines=__import__("sys").path.insert(0, "")'] }
-      : { flags: [], args: [] };
-    const kernel = [
-      this.options.python,
-      ...safe.flags,
-      "-m",
-      "ipykernel_launcher",
-      "-f",
-      connectionFile,
-      "--HistoryManager.enabled=False",
-      ...safe.args,
-    ];
-    const { file, args } = jail
-      ? jailedCommand(jail.sandbox, jail.jail, this.options.limits ?? DEFAULT_KERNEL_LIMITS, kernel)
-      : { file: this.options.python, args: kernel.slice(1) };
-    // O_NOFOLLOW: the runtime folder is the kernel's to write, so its log may have become a symlink.
-    const log = openSync(
-      join(dirname(connectionFile), "kernel.log"),
-      constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW,
-      0o600,
-    );
-    try {
-      const child = spawn(file, args, { cwd, env, detached: true, stdio: ["ignore", log, log] });
-      child.unref();
-      child.on("error", (error) => logger.error("kernel process error", { error }));
-      return child;
-    } finally {
-      closeSync(log);
-    }
-  }
-
   /**
    * A sandboxed kernel may write only in its cwd, which the caller picks: it is checked against
    * {@link cwdRefusal} before anything is made, and must be reached without symlinks, so the folder
@@ -421,81 +378,11 @@ export class LocalBackend implements Backend<LocalKernelRef> {
     this.interpreterInfo ??= inspectInterpreter(this.options.python);
     return this.interpreterInfo;
   }
-
-  /**
-   * A sandboxed kernel's own matplotlib folder (a shared one would be a channel between kernels),
-   * seeded with the font list, which otherwise costs each kernel's first plot a scan of the
-   * system's fonts. The shared list is built once per process by the trusted interpreter, never by
-   * a kernel, and awaited, so nothing runs on after the server.
-   */
-  private async kernelFontCache(runtimeDir: string): Promise<string> {
-    const shared = join(this.options.stateDir, "cache", "matplotlib");
-    this.sharedFontCache ??= buildFontCache(this.options.python, shared);
-    await this.sharedFontCache;
-    const own = join(runtimeDir, "matplotlib");
-    await mkdir(own, { recursive: true });
-    const lists = (await readdir(shared).catch(() => [])).filter((name) => /^fontlist-.*\.json$/.test(name));
-    await Promise.all(
-      lists.map((name) => copyFile(join(shared, name), join(own, name)).catch(() => undefined)),
-    );
-    return own;
-  }
-}
-
-/** Builds matplotlib's font list in `dir` unless it is there; a failure only costs speed. */
-async function buildFontCache(python: string, dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  if ((await readdir(dir)).some((name) => name.startsWith("fontlist-"))) return;
-  await run(python, ["-c", "import matplotlib.font_manager"], {
-    env: { MPLCONFIGDIR: dir, HOME: dir, PATH: "/usr/bin:/bin" },
-    timeout: 60_000,
-  }).catch((error: Error) => logger.warn("matplotlib's font list was not built", { error }));
 }
 
 /** Where a kernel's ref is kept (see {@link REF_DIR}). */
 export function refFile(stateDir: string, id: string): string {
   return join(stateDir, REF_DIR, `${id}.json`);
-}
-
-/** A connection file with a fresh random key; ports 0 let the kernel pick free ports (or `ipc` paths). */
-function freshConnection(socketDir?: string): ConnectionInfo {
-  return {
-    // A sandboxed kernel has no network: its sockets are files in a folder shared with it.
-    transport: socketDir ? "ipc" : "tcp",
-    ip: socketDir ? join(socketDir, "k") : "127.0.0.1",
-    shell_port: 0,
-    iopub_port: 0,
-    stdin_port: 0,
-    control_port: 0,
-    hb_port: 0,
-    key: randomBytes(32).toString("hex"),
-    signature_scheme: "hmac-sha256",
-  };
-}
-
-/** ipykernel rewrites the connection file once its sockets are bound; wait for that (or its death). */
-async function waitForPorts(file: string, child: ChildProcess, deadline: number): Promise<ConnectionInfo> {
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new BackendUnavailableError(
-        `the kernel process exited during start (${child.exitCode ?? child.signalCode})`,
-      );
-    }
-    const info = ConnectionInfoSchema.safeParse(await readJson(file));
-    if (info.success && hasAllPorts(info.data)) return info.data;
-    await sleep(10);
-  }
-  if (child.pid !== undefined && child.exitCode === null && child.signalCode === null)
-    signalGroup(child.pid, "SIGKILL");
-  throw new BackendUnavailableError("the kernel did not bind its ports in time");
-}
-
-async function readJson(file: string): Promise<unknown> {
-  try {
-    return JSON.parse(await readFile(file, "utf8"));
-  } catch {
-    return undefined;
-  }
 }
 
 async function exitsWithin(ref: LocalKernelRef, ms: number): Promise<boolean> {

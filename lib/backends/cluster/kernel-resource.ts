@@ -1,5 +1,5 @@
 import * as z from "zod";
-import { ConfigError } from "../errors.ts";
+import { ConfigError } from "../../errors.ts";
 
 /** The jupyter-kernel-controller's custom resource. */
 export const KERNEL_RESOURCE = {

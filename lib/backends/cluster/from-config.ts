@@ -1,10 +1,10 @@
-import type { Config } from "../config.ts";
-import { ConfigError } from "../errors.ts";
+import type { Config } from "../../config.ts";
+import { ConfigError } from "../../errors.ts";
+import { refreshingCredentials } from "../credential-refresh.ts";
+import type { Backend } from "../port.ts";
 import { ClusterBackend } from "./cluster.ts";
-import { refreshingCredentials } from "./credential-refresh.ts";
 import { parseVolumeList } from "./kernel-resource.ts";
 import { kubeClientsLoader } from "./kube-auth.ts";
-import type { Backend } from "./port.ts";
 
 /**
  * The cluster backend as configured. Volume settings are checked here, at cold start, not on

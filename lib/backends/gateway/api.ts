@@ -9,8 +9,8 @@ import {
   CredentialsRejectedError,
   KernelDiedError,
   PyboxError,
-} from "../errors.ts";
-import { logger } from "../logger.ts";
+} from "../../errors.ts";
+import { logger } from "../../logger.ts";
 
 /** A kernel as the gateway describes it, checked where it enters. */
 export const KernelModelSchema = z.object({
