@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, join, posix, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { Runtime } from "aws-cdk-lib/aws-lambda";
 import { type BundlingOptions, LogLevel, OutputFormat, SourceMapMode } from "aws-cdk-lib/aws-lambda-nodejs";
 import type { BuildOptions } from "esbuild";
 
@@ -15,13 +16,17 @@ export type DeployedBackend = "gateway" | "cluster";
 /** Lambda's two instruction sets, spelled as Lambda spells them. */
 export type LambdaArchitecture = "arm64" | "x86_64";
 
-/**
- * Node 22 is the Lambda runtime: zeromq ships prebuilt addons for its ABI (127) on linux arm64
- * and x64, but none for Node 24's, so the runtime and the addon are pinned together here.
- */
-export const NODE_MAJOR = 22;
+/** Node 24 is the Lambda runtime and the bundle target; the tests run on it too. */
+export const NODE_MAJOR = 24;
 
-/** The Node ABI of {@link NODE_MAJOR}; names the zeromq addon folder that is shipped. */
+/** The Lambda runtime of {@link NODE_MAJOR}, beside it so the two cannot drift apart. */
+export const LAMBDA_RUNTIME = Runtime.NODEJS_24_X;
+
+/**
+ * The ABI folder of the zeromq addon that is shipped. zeromq builds it with node-addon-api (N-API,
+ * stable across Node majors) under Node 22 (ABI 127) for linux arm64 and x64; its loader picks that
+ * build on Node 24 as well, which `test/unit/runtime-node.test.ts` checks on the tests' own Node 24.
+ */
 export const NODE_ABI = 127;
 
 /** The project root: entries, `node_modules` and the lock file are found from here. */
@@ -51,8 +56,6 @@ const SPEC = {
   mainFields: ["module", "main"],
   external: [NATIVE_MODULE],
   banner: BANNER,
-  /** Packages replaced by a shim in `infra/shims/` (each shim says why it is safe). */
-  alias: { "whatwg-url": join(PROJECT_ROOT, "infra", "shims", "whatwg-url.cjs") },
 } as const;
 
 /**
@@ -83,7 +86,6 @@ export function esbuildOptions(entry: string, outdir: string, backend: DeployedB
     mainFields: [...SPEC.mainFields],
     external: [...SPEC.external],
     define: defines(backend),
-    alias: { ...SPEC.alias },
     banner: { js: SPEC.banner },
     logLevel: "warning",
   };
@@ -107,7 +109,6 @@ export function lambdaBundling(backend: DeployedBackend, architecture: LambdaArc
     mainFields: [...SPEC.mainFields],
     externalModules: [...SPEC.external],
     define: defines(backend),
-    esbuildArgs: Object.fromEntries(Object.entries(SPEC.alias).map(([from, to]) => [`--alias:${from}`, to])),
     banner: SPEC.banner,
     logLevel: LogLevel.WARNING,
     forceDockerBundling: false,

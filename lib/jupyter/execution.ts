@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import * as z from "zod";
 import { deferred } from "../async.ts";
-import { MimeBundleSchema, type RunError, type RunResult } from "../core/run-result.ts";
+import { MimeBundleSchema, type RunResult } from "../core/run-result.ts";
 import {
   BackendError,
   BackendUnavailableError,

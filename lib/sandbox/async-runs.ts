@@ -1,6 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
 import type { Config } from "../config.ts";
-import type { RunResult } from "../core/run-result.ts";
 import type { RunView } from "../core/run-view.ts";
 import {
   KernelDeadError,
@@ -10,7 +9,7 @@ import {
   ValidationError,
 } from "../errors.ts";
 import type { KernelStore } from "../store/kernel-store.ts";
-import type { RunRecord, RunRecordStatus, RunStore } from "../store/run-store.ts";
+import type { RunRecord, RunStore } from "../store/run-store.ts";
 import type { RunQueue } from "./run-queue.ts";
 
 /** What queueing a run was asked for. */

@@ -134,7 +134,7 @@ describe("PyboxStack (cluster backend, EKS, VPC, x86_64)", () => {
       assert.equal(s.shipsZeromq("result"), false);
     });
 
-    it("holds one addon (linux x64, glibc, Node 22's ABI), its trimmed manifest, and no build-time files", () => {
+    it("holds one addon (linux x64, glibc, the N-API build's ABI), its trimmed manifest, and no build-time files", () => {
       const root = join(s.assetDir("run"), "node_modules");
       assert.deepEqual(readdirSync(root).sort(), ["cmake-ts", "zeromq"]);
       assert.deepEqual(readdirSync(join(root, "zeromq", "build", "linux")), ["x64"]);

@@ -88,11 +88,11 @@ describe("PyboxStack (gateway backend, defaults)", () => {
   });
 
   describe("functions", () => {
-    it("run Node 22 on arm64 with one ESM bundle each, source maps on, in their own log groups", () => {
+    it("run Node 24 on arm64 with one ESM bundle each, source maps on, in their own log groups", () => {
       const tableId = s.stack.getLogicalId(s.stack.kernels.table.node.defaultChild as CfnResource);
       for (const name of FUNCTION_NAMES) {
         const props = s.functionProps(name);
-        assert.equal(props.Runtime, "nodejs22.x", name);
+        assert.equal(props.Runtime, "nodejs24.x", name);
         assert.deepEqual(props.Architectures, ["arm64"], name);
         assert.equal(props.Handler, "index.handler", name);
         assert.equal(props.MemorySize, 1024, name);
