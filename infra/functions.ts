@@ -10,7 +10,7 @@ import type { ISecret } from "aws-cdk-lib/aws-secretsmanager";
 import { Construct } from "constructs";
 import { HTTP_INVOCATION_TIMEOUT_MS, SYNC_RUN_LIMIT_MS } from "../lib/config.ts";
 import { FUNCTION_NAMES, FUNCTIONS, type FunctionName, type Trigger } from "../lib/functions.ts";
-import { LAMBDA_RUNTIME, lambdaBundling, PROJECT_ROOT } from "./bundling.ts";
+import { LAMBDA_RUNTIME, lambdaBundling, NODE_MAJOR, PROJECT_ROOT } from "./bundling.ts";
 import type { Settings, VpcSettings } from "./settings.ts";
 import type { KernelTable } from "./table.ts";
 
@@ -136,6 +136,10 @@ export class PyboxFunction extends Construct {
             securityGroups: props.network.securityGroups,
           }
         : {}),
+    });
+    Validations.of(this.function).acknowledge({
+      id: "AwsSolutions-L1",
+      reason: `Node ${NODE_MAJOR} is the runtime this product is built, bundled (target node${NODE_MAJOR}) and tested on (npm test runs on the same Node ${NODE_MAJOR} it installs); it is supported by Lambda, and moving to a newer runtime is a deliberate upgrade with its own test run, not a silent default.`,
     });
   }
 
