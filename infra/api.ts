@@ -16,8 +16,8 @@ import type { AuthorizerSettings } from "./settings.ts";
 
 /** Props of {@link KernelApi}. */
 export interface KernelApiProps {
-  /** The function behind each route of the catalogue. */
-  functions: Record<RouteFunction, IFunction>;
+  /** The function serving each function name of the catalogue's routes. */
+  functionOf: (name: RouteFunction) => IFunction;
   authorizer: AuthorizerSettings;
   throttle: { rateLimit: number; burstLimit: number };
   logRetention: RetentionDays;
@@ -86,7 +86,7 @@ export class KernelApi extends Construct {
       if (!integration) {
         integration = new HttpLambdaIntegration(
           `${route.function}Integration`,
-          props.functions[route.function],
+          props.functionOf(route.function),
         );
         integrations.set(route.function, integration);
       }

@@ -1,6 +1,7 @@
 import { CfnOutput, CfnParameter, Duration, Stack, type StackProps } from "aws-cdk-lib";
 import { CfnAccessEntry } from "aws-cdk-lib/aws-eks";
 import type { Construct } from "constructs";
+import { FUNCTION_NAMES, FUNCTIONS } from "../lib/functions.ts";
 import { KernelApi } from "./api.ts";
 import { KernelFunctions } from "./functions.ts";
 import { RunQueue } from "./queue.ts";
@@ -48,14 +49,7 @@ export class PyboxStack extends Stack {
     this.runQueue.bindConsumer(fns.queue, settings.queueBatchSize);
 
     this.api = new KernelApi(this, "Http", {
-      functions: {
-        start: fns.start.function,
-        get: fns.get.function,
-        stop: fns.stop.function,
-        run: fns.run.function,
-        enqueue: fns.enqueue.function,
-        result: fns.result.function,
-      },
+      functionOf: (name) => fns[name].function,
       authorizer: settings.authorizer,
       throttle: settings.throttle,
       logRetention: settings.logRetention,
@@ -69,8 +63,9 @@ export class PyboxStack extends Stack {
     if (auth?.kind === "eks" && auth.kubernetesGroup) {
       // Map each function that talks to the cluster into it, as members of the operator's group
       // (whose RBAC Role grants the Kernel resources); needs the cluster's API authentication mode.
-      for (const [name, fn] of Object.entries(fns)) {
-        if (name === "enqueue" || name === "result") continue;
+      for (const name of FUNCTION_NAMES) {
+        if (FUNCTIONS[name].runtime !== "kernels") continue;
+        const fn = fns[name];
         new CfnAccessEntry(this, `ClusterAccess${fn.node.id}`, {
           clusterName: auth.cluster,
           principalArn: fn.role.roleArn,

@@ -106,6 +106,23 @@ export async function runCode(
 }
 
 /**
+ * A helper request whose kernel never came back from the interrupt is the backend being
+ * unavailable for our own work (503, retry), not a caller's stuck code (409).
+ */
+async function exchangeHelper(...args: Parameters<typeof exchange>): ReturnType<typeof exchange> {
+  try {
+    return await exchange(...args);
+  } catch (error) {
+    if (error instanceof KernelStuckError) {
+      throw new BackendUnavailableError("the kernel did not come back from interrupting a helper request", {
+        cause: error,
+      });
+    }
+    throw error;
+  }
+}
+
+/**
  * Runs helper code of ours silently: it bumps no `execution_count`, leaves `_`/`Out` and the
  * history alone, and shows nothing of its own. Resolves with what it printed to stdout; raises
  * {@link KernelCodeError} if the code raised, {@link BackendUnavailableError} if it did not finish
@@ -125,7 +142,7 @@ export async function runSilently(
   const cap = options.maxOutputBytes ?? HELPER_OUTPUT_BYTES;
   let stdout = "";
   let overflowed = false;
-  const { result, reply } = await exchange(
+  const { result, reply } = await exchangeHelper(
     transport,
     content,
     {

@@ -27,7 +27,8 @@ const RunRecordSchema = z.object({
   attempt: z.string().optional(),
   /** Epoch ms by which the holding invocation has ended, whatever happened to it. */
   runningUntil: z.number().optional(),
-  result: RunResultSchema.optional(),
+  // Read leniently: a result stored by a newer version (a field more) must not break reading it.
+  result: RunResultSchema.loose().optional(),
   /** Why a run ended without a RunResult (kernel gone, invocation lost): `{code, message}`. */
   error: RunFailureSchema.optional(),
 });

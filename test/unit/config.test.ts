@@ -3,8 +3,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { loadConfig, loadOperatorEnv, PROJECT_ROOT } from "../../lib/config.ts";
+import { loadConfig, PROJECT_ROOT } from "../../lib/config.ts";
 import { ConfigError } from "../../lib/errors.ts";
+import { loadOperatorEnv } from "../../lib/operator-env.ts";
 
 /** Asserts `act` throws a ConfigError whose message matches `message`. */
 function assertConfigError(act: () => unknown, message: RegExp): void {
