@@ -10,6 +10,7 @@ import {
   KernelStuckError,
   PyboxError,
 } from "../errors.ts";
+import { artifactsOf } from "./artifacts.ts";
 import { createMessage, executeContent, type JupyterMessage } from "./messages.ts";
 import { RunCollector, stripAnsi } from "./run-collector.ts";
 import type { ExecuteRequestContent, KernelTransport } from "./transport.ts";
@@ -93,7 +94,8 @@ const HELPER_OUTPUT_BYTES = 1024 * 1024;
  * Runs the caller's code and collects what it displayed. At the deadline the kernel is interrupted
  * and the result says `timeout`; if the kernel has not replied within the grace period, the run
  * ends with {@link KernelStuckError} carrying what it displayed. A death the transport finds, or
- * the caller signals, ends the run at once with the transport's error.
+ * the caller signals, ends the run at once with the transport's error. The files the run made
+ * come in its reply (see `artifacts.ts`), also when it raised or timed out.
  */
 export async function runCode(
   transport: KernelTransport,
@@ -102,7 +104,7 @@ export async function runCode(
 ): Promise<RunOutcome> {
   const content = { ...executeContent(code), user_expressions: options.userExpressions ?? {} };
   const { result, reply } = await exchange(transport, content, options);
-  return { result, expressions: expressionsOf(reply) };
+  return { result: { ...result, ...artifactsOf(reply) }, expressions: expressionsOf(reply) };
 }
 
 /**

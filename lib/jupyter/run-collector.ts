@@ -156,6 +156,8 @@ export class RunCollector {
       executionCount: this.executionCount,
       durationMs,
       truncated: this.truncated,
+      // The files the run made come in its reply, not its output (see `artifacts.ts`).
+      artifacts: [],
     };
   }
 

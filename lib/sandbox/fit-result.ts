@@ -7,12 +7,18 @@ const ENVELOPE_BYTES = 2_048;
  * Cuts a RunResult until its stored size fits `maxBytes`, so a stored result never breaks DynamoDB's
  * 400 KB item limit. The collector already capped what the code displayed; what can still be too
  * big is the rest (a huge traceback, many small entries' overhead). Cuts from the end, keeps the
- * error's name and message, and says so with `truncated: true`.
+ * error's name and message, and says so with `truncated: true`; artifacts go (oldest first, said
+ * by `artifactsTruncated`) before any output does.
  */
 export function fitResult(result: RunResult, maxBytes: number): RunResult {
   const limit = Math.max(0, maxBytes - ENVELOPE_BYTES);
   if (sizeOf(result) <= limit) return result;
-  const fitted: RunResult = { ...result, data: [...result.data], truncated: true };
+  const fitted: RunResult = {
+    ...result,
+    data: [...result.data],
+    artifacts: [...result.artifacts],
+    truncated: true,
+  };
   const error = fitted.error;
   if (error && error.traceback.length > 0) {
     fitted.error = { ...error, traceback: [] };
@@ -25,6 +31,10 @@ export function fitResult(result: RunResult, maxBytes: number): RunResult {
       }
       return fitted;
     }
+  }
+  while (fitted.artifacts.length > 0 && sizeOf(fitted) > limit) {
+    fitted.artifacts.pop();
+    fitted.artifactsTruncated = true;
   }
   while (fitted.data.length > 0 && sizeOf(fitted) > limit) fitted.data.pop();
   if (fitted.error && sizeOf(fitted) > limit) {

@@ -27,8 +27,11 @@ const RunRecordSchema = z.object({
   attempt: z.string().optional(),
   /** Epoch ms by which the holding invocation has ended, whatever happened to it. */
   runningUntil: z.number().optional(),
-  // Read leniently: a result stored by a newer version (a field more) must not break reading it.
-  result: RunResultSchema.loose().optional(),
+  // Read leniently: a result stored by a newer version (a field more) must not break reading it,
+  // nor one stored before runs reported their artifacts.
+  result: RunResultSchema.extend({ artifacts: RunResultSchema.shape.artifacts.default([]) })
+    .loose()
+    .optional(),
   /** Why a run ended without a RunResult (kernel gone, invocation lost): `{code, message}`. */
   error: RunFailureSchema.optional(),
 });
@@ -185,7 +188,7 @@ export class RunStore {
 
   /**
    * Stores how the run ended; only the attempt holding it can. A result DynamoDB still finds too
-   * big is stored without its outputs (`truncated: true`) rather than lost.
+   * big is stored without its outputs and artifacts (`truncated: true`) rather than lost.
    */
   async finish(record: RunRecord, attempt: string, outcome: RunOutcome): Promise<void> {
     try {
@@ -200,7 +203,14 @@ export class RunStore {
       };
       await this.write(record, attempt, {
         status: outcome.status,
-        result: { ...result, data: [], error: trimmed, truncated: true },
+        result: {
+          ...result,
+          data: [],
+          error: trimmed,
+          truncated: true,
+          artifacts: [],
+          ...(result.artifacts.length > 0 ? { artifactsTruncated: true } : {}),
+        },
       });
     }
   }

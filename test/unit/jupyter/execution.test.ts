@@ -10,6 +10,7 @@ import {
   KernelStuckError,
   ValidationError,
 } from "../../../lib/errors.ts";
+import { ARTIFACT_LIMIT, ARTIFACTS_SOURCE } from "../../../lib/jupyter/artifacts.ts";
 import { evaluate, runCode, runSilently } from "../../../lib/jupyter/execution.ts";
 import type { JupyterMessage } from "../../../lib/jupyter/messages.ts";
 import type {
@@ -65,6 +66,22 @@ const replyError = (count: number, ename: string, evalue: string): Recorded => [
     payload: [],
   },
 ];
+
+/** The artifacts tracker's entry in a reply's payload, as the kernel's `post_run_cell` hook writes it. */
+const artifactsPayload = (files: Array<[string, number, number]>, truncated = false) => ({
+  source: ARTIFACTS_SOURCE,
+  files: files.map(([path, size, mtime]) => ({ path, size, mtime })),
+  truncated,
+});
+
+/** `answer` with its `payload` replaced. */
+const withPayload = ([channel, msgType, content]: Recorded, payload: unknown): Recorded => [
+  channel,
+  msgType,
+  { ...content, payload },
+];
+
+const NOON = Date.UTC(2026, 11, 4, 12, 0, 0);
 
 /**
  * A transport to a kernel that is a script: `answer` says what the kernel sends for a request (in
@@ -278,6 +295,7 @@ describe("execution", () => {
         assert.ok(error instanceof KernelStuckError);
         assert.equal(error.partial.status, "timeout");
         assert.deepEqual(error.partial.data, [{ "text/plain": "spin\n" }]);
+        assert.deepEqual(error.partial.artifacts, [], "no reply, so nothing measured");
         return true;
       });
       assert.equal(kernel.interrupts, 1);
@@ -329,6 +347,129 @@ describe("execution", () => {
 
       // Assess
       await assert.rejects(running, /the kernel process has exited/);
+    });
+
+    it("hands back the files the run made, from its reply's payload, newest first", async () => {
+      // Prepare
+      const payload = artifactsPayload([
+        ["chart.png", 20_731, NOON],
+        ["out.csv", 11, NOON - 5],
+      ]);
+      const kernel = new ScriptedKernel((_, k) => [busy, idle, withPayload(replyOk(k.count), [payload])]);
+
+      // Act
+      const { result: outcome } = await runCode(kernel, "plt.savefig('chart.png')", LIMITS);
+
+      // Assess
+      assert.equal(outcome.status, "ok");
+      assert.deepEqual(outcome.artifacts, [
+        { path: "chart.png", size: 20_731, mtime: "2026-12-04T12:00:00.000Z" },
+        { path: "out.csv", size: 11, mtime: "2026-12-04T11:59:59.995Z" },
+      ]);
+      assert.equal(outcome.artifactsTruncated, undefined);
+      assert.deepEqual(kernel.requests[0]?.content.user_expressions, {}, "no expression of ours is needed");
+    });
+
+    it("says artifacts [] when the kernel reported none", async () => {
+      // Prepare: a kernel without the tracker (payload []), and one whose run changed nothing
+      const bare = new ScriptedKernel((_, k) => [busy, idle, replyOk(k.count)]);
+      const quiet = new ScriptedKernel((_, k) => [
+        busy,
+        idle,
+        withPayload(replyOk(k.count), [artifactsPayload([])]),
+      ]);
+
+      // Act
+      const { result: first } = await runCode(bare, "1+1", LIMITS);
+      const { result: second } = await runCode(quiet, "1+1", LIMITS);
+
+      // Assess
+      assert.deepEqual(first.artifacts, []);
+      assert.deepEqual(second.artifacts, []);
+    });
+
+    it("reports the files of a run that raised, which ipykernel gives no user expressions", async () => {
+      // Prepare
+      const payload = artifactsPayload([["partial.csv", 3, NOON]]);
+      const kernel = new ScriptedKernel((_, k) => [
+        busy,
+        raised("ZeroDivisionError", "division by zero"),
+        idle,
+        withPayload(replyError(k.count, "ZeroDivisionError", "division by zero"), [payload]),
+      ]);
+
+      // Act
+      const { result: outcome } = await runCode(kernel, "df.to_csv('partial.csv'); 1/0", LIMITS);
+
+      // Assess
+      assert.equal(outcome.status, "error");
+      assert.deepEqual(
+        outcome.artifacts.map((artifact) => artifact.path),
+        ["partial.csv"],
+      );
+    });
+
+    it("reports the files of a timed-out run whose kernel answered the interrupt", async () => {
+      // Prepare
+      const payload = artifactsPayload([["slow.txt", 1, NOON]]);
+      const kernel = new ScriptedKernel(
+        (_, k) => [busy, input("write(); sleep(60)", k.count)],
+        () => [
+          raised("KeyboardInterrupt", ""),
+          withPayload(replyError(1, "KeyboardInterrupt", ""), [payload]),
+          idle,
+        ],
+      );
+
+      // Act
+      const { result: outcome } = await runCode(kernel, "write(); sleep(60)", { ...LIMITS, timeoutMs: 20 });
+
+      // Assess
+      assert.equal(outcome.status, "timeout");
+      assert.deepEqual(
+        outcome.artifacts.map((artifact) => artifact.path),
+        ["slow.txt"],
+      );
+    });
+
+    it("passes the cap on: at most 100 artifacts, and artifactsTruncated", async () => {
+      // Prepare
+      const files = Array.from({ length: ARTIFACT_LIMIT }, (_, i): [string, number, number] => [
+        `n${149 - i}.txt`,
+        1,
+        NOON - i,
+      ]);
+      const kernel = new ScriptedKernel((_, k) => [
+        busy,
+        idle,
+        withPayload(replyOk(k.count), [artifactsPayload(files, true)]),
+      ]);
+
+      // Act
+      const { result: outcome } = await runCode(kernel, "make_150_files()", LIMITS);
+
+      // Assess
+      assert.equal(outcome.artifacts.length, ARTIFACT_LIMIT);
+      assert.equal(outcome.artifacts[0]?.path, "n149.txt");
+      assert.equal(outcome.artifactsTruncated, true);
+    });
+
+    it("runs on with artifacts [] when the kernel's report is malformed", async () => {
+      // Prepare
+      const kernel = new ScriptedKernel((_, k) => [
+        busy,
+        result("2", k.count),
+        idle,
+        withPayload(replyOk(k.count), [{ source: ARTIFACTS_SOURCE, files: "chart.png" }]),
+      ]);
+
+      // Act
+      const { result: outcome } = await runCode(kernel, "1+1", LIMITS);
+
+      // Assess
+      assert.equal(outcome.status, "ok");
+      assert.deepEqual(outcome.data, [{ "text/plain": "2" }]);
+      assert.deepEqual(outcome.artifacts, []);
     });
 
     it("sends nothing when the admission is refused", async () => {

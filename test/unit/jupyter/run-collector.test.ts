@@ -162,6 +162,7 @@ describe("RunCollector", () => {
         executionCount: 1,
         durationMs: 12,
         truncated: false,
+        artifacts: [],
       } satisfies RunResult);
     });
 
@@ -237,6 +238,7 @@ describe("RunCollector", () => {
         executionCount: 7,
         durationMs: 3,
         truncated: false,
+        artifacts: [],
       } satisfies RunResult);
     });
 
@@ -347,6 +349,7 @@ describe("RunCollector", () => {
         executionCount: 1,
         durationMs: 2,
         truncated: false,
+        artifacts: [],
       } satisfies RunResult);
     });
   });
@@ -380,6 +383,7 @@ describe("RunCollector", () => {
         executionCount: 1,
         durationMs: 8,
         truncated: false,
+        artifacts: [],
       } satisfies RunResult);
     });
 
@@ -441,6 +445,7 @@ describe("RunCollector", () => {
         executionCount: null,
         durationMs: 1,
         truncated: false,
+        artifacts: [],
       } satisfies RunResult);
     });
   });
@@ -692,6 +697,7 @@ describe("RunCollector", () => {
         executionCount: 4,
         durationMs: 1_503,
         truncated: false,
+        artifacts: [],
       } satisfies RunResult);
     });
 
@@ -758,6 +764,7 @@ describe("RunCollector", () => {
         executionCount: 1,
         durationMs: 4,
         truncated: true,
+        artifacts: [],
       } satisfies RunResult);
     });
 

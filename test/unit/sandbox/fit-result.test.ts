@@ -10,6 +10,7 @@ const base: RunResult = {
   executionCount: 1,
   durationMs: 5,
   truncated: false,
+  artifacts: [],
 };
 
 const size = (result: RunResult) => Buffer.byteLength(JSON.stringify(result), "utf8");
@@ -27,6 +28,21 @@ describe("fitResult", () => {
     assert.equal(fitted.truncated, true);
     assert.ok(fitted.data.length > 0 && fitted.data.length < 50);
     assert.deepEqual(fitted.data, data.slice(0, fitted.data.length), "the first outputs are kept, in order");
+  });
+
+  it("drops the oldest artifacts before any output, and says so", () => {
+    const artifacts = Array.from({ length: 100 }, (_, i) => ({
+      path: `${i}`.padEnd(200, "x"),
+      size: i,
+      mtime: "2026-12-04T12:00:00.000Z",
+    }));
+    const data = [{ "text/plain": "kept" }];
+    const fitted = fitResult({ ...base, data, artifacts }, 12_000);
+    assert.ok(size(fitted) <= 12_000);
+    assert.deepEqual(fitted.data, data);
+    assert.equal(fitted.artifactsTruncated, true);
+    assert.ok(fitted.artifacts.length > 0 && fitted.artifacts.length < 100);
+    assert.deepEqual(fitted.artifacts, artifacts.slice(0, fitted.artifacts.length), "the newest are kept");
   });
 
   it("keeps the end of a huge traceback, where the error is", () => {
