@@ -1,7 +1,6 @@
 import { loadConfig } from "../lib/config.ts";
-import { httpFunction } from "../lib/http/handler.ts";
-import { ROUTE_CATALOGUE } from "../lib/http/routes.ts";
+import { httpFunctionOf } from "../lib/http/handler.ts";
 import { createRuntime } from "../lib/runtime.ts";
 
 /** `POST /kernels`: get-or-create the caller's kernel (201 made, 200 already running). */
-export const handler = httpFunction(ROUTE_CATALOGUE.start, await createRuntime(loadConfig()));
+export const handler = httpFunctionOf("start", await createRuntime(loadConfig()));

@@ -100,6 +100,7 @@ const EnvSchema = z.object({
   PYBOX_RUN_RESULT_TTL_SECONDS: int(60, 30 * 24 * 3600, 24 * 3600),
   PYBOX_IDLE_TIMEOUT_SECONDS: int(1, 30 * 24 * 3600, 3600),
   PYBOX_MAX_KERNELS_PER_CALLER: int(1, 10_000, 10),
+  PYBOX_MAX_FILE_BYTES: int(1, 5 * 1024 ** 3, 100 * 1024 ** 2),
   PORT: int(0, 65535, 8080),
 });
 
@@ -207,6 +208,8 @@ export interface Config {
   idleTimeoutSeconds: number;
   /** Live kernels one caller may hold at once. */
   maxKernelsPerCaller: number;
+  /** Files in and out of kernels: the largest file, in bytes (a bigger upload is refused before any byte). */
+  files: { maxFileBytes: number };
   startTimeoutMs: number;
   recordTtlSeconds: number;
   /** The local backend: its interpreter, its state folder, and how its kernels are confined. */
@@ -289,6 +292,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     idleTimeoutSeconds: e.PYBOX_IDLE_TIMEOUT_SECONDS,
     maxKernelsPerCaller: e.PYBOX_MAX_KERNELS_PER_CALLER,
+    files: { maxFileBytes: e.PYBOX_MAX_FILE_BYTES },
     startTimeoutMs: e.PYBOX_START_TIMEOUT_MS,
     recordTtlSeconds: e.PYBOX_RECORD_TTL_SECONDS,
     local: {

@@ -17,6 +17,8 @@ export type ErrorCode =
   | "KERNEL_STARTING"
   | "KERNEL_STOPPED"
   | "RUN_CONFLICT"
+  | "UPLOAD_CONFLICT"
+  | "FOLDER_NOT_EMPTY"
   | "PAYLOAD_TOO_LARGE"
   | "CAPACITY"
   | "BACKEND_UNAVAILABLE"
@@ -281,4 +283,23 @@ export class PortInUseError extends PyboxError {
       options,
     );
   }
+}
+
+/**
+ * A chunk of an upload that does not continue it: out of order, for a different total, or with no
+ * upload under way. Nothing was written; `received` says where the upload stands (send that byte next).
+ */
+export class UploadConflictError extends PyboxError {
+  readonly code = "UPLOAD_CONFLICT";
+  constructor(
+    message: string,
+    readonly received: number,
+  ) {
+    super(message);
+  }
+}
+
+/** A folder with content was to be deleted: the files API removes files and empty folders only. */
+export class FolderNotEmptyError extends PyboxError {
+  readonly code = "FOLDER_NOT_EMPTY";
 }

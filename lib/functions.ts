@@ -1,7 +1,9 @@
-import { ROUTES, type RouteFunction, type RuntimeKind } from "./http/routes.ts";
+import type { RuntimeKind } from "./http/route-spec.ts";
+import { ROUTES, type RouteFunction, routesOf } from "./http/routes.ts";
 
 /**
- * The function list, written once: one function per route of the catalogue, plus the two that no
+ * The function list, written once: the functions the catalogue's routes name (one may serve
+ * several routes, as `files` does), plus the two that no
  * route reaches (the queue consumer and the scheduled reaper). The CDK stack makes one Lambda
  * function per entry and the bundle bench bundles each; every entry's code is `functions/<name>.ts`.
  */
@@ -38,18 +40,25 @@ const WORKERS = {
 /** The name of one function (its entry file is `functions/<name>.ts`). */
 export type FunctionName = RouteFunction | keyof typeof WORKERS;
 
-/** Every function, by name: the routes' in catalogue order, then the workers. */
+/** What the stack needs of a function serving routes: a backend and writes if any route needs them. */
+function routeFunction(name: RouteFunction): FunctionSpec {
+  const routes = routesOf(name);
+  const [only] = routes;
+  return {
+    description:
+      routes.length === 1 && only
+        ? `${only.method} ${only.path}: ${only.summary}`
+        : `${routes.map((route) => `${route.method} ${route.path}`).join(", ")}`,
+    trigger: "http",
+    table: routes.some((route) => route.table === "read-write") ? "read-write" : "read",
+    runtime: routes.some((route) => route.runtime === "kernels") ? "kernels" : "request",
+  };
+}
+
+/** Every function, by name: those serving routes in catalogue order, then the workers. */
 export const FUNCTIONS: Readonly<Record<FunctionName, FunctionSpec>> = {
   ...(Object.fromEntries(
-    ROUTES.map((route) => [
-      route.function,
-      {
-        description: `${route.method} ${route.path}: ${route.summary}`,
-        trigger: "http",
-        table: route.table,
-        runtime: route.runtime,
-      } satisfies FunctionSpec,
-    ]),
+    [...new Set(ROUTES.map((route) => route.function))].map((name) => [name, routeFunction(name)]),
   ) as Record<RouteFunction, FunctionSpec>),
   ...WORKERS,
 };

@@ -23,6 +23,7 @@ export function refreshingCredentials<R extends KernelRef>(
     parseRef: (value) => backend.parseRef(value),
     start: (spec) => guard(() => backend.start(spec)),
     run: (ref, code, options) => guard(() => backend.run(ref, code, options)),
+    helper: (ref, request) => guard(() => backend.helper(ref, request)),
     interrupt: (ref) => guard(() => backend.interrupt(ref)),
     isAlive: (ref) => guard(() => backend.isAlive(ref)),
     stop: (ref) => guard(() => backend.stop(ref)),

@@ -1,3 +1,4 @@
+import type * as z from "zod";
 import type { RunResult } from "../core/run-result.ts";
 
 /** The backends the product can run kernels on. */
@@ -38,6 +39,18 @@ export interface RunOptions {
 }
 
 /**
+ * A silent helper request of ours (`silent`, `store_history: false`: the caller's execution count,
+ * `_` and history are untouched): `code` runs, then `expression` is evaluated and its JSON value
+ * checked with `schema`. Files move in and out of kernels this way, on every backend alike.
+ */
+export interface HelperRequest<T> {
+  code: string;
+  expression: string;
+  schema: z.ZodType<T>;
+  timeoutMs: number;
+}
+
+/**
  * The port every backend implements; the sandbox service knows this and nothing of a backend's
  * insides. Errors are the project's own (see `lib/errors.ts`): a dead kernel is `KernelDiedError`,
  * an unreachable peer `BackendUnavailableError`.
@@ -48,6 +61,8 @@ export interface Backend<R extends KernelRef = KernelRef> {
   parseRef(value: unknown): R;
   start(spec: StartSpec): Promise<R>;
   run(ref: R, code: string, options: RunOptions): Promise<RunResult>;
+  /** Runs a {@link HelperRequest} in the kernel; a raise in it is `KernelCodeError`. */
+  helper<T>(ref: R, request: HelperRequest<T>): Promise<T>;
   interrupt(ref: R): Promise<void>;
   isAlive(ref: R): Promise<boolean>;
   /** Idempotent: a kernel that is gone already is success. */

@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import type { Config } from "../config.ts";
-import { type HttpLambda, httpFunction } from "../http/handler.ts";
-import { ROUTE_CATALOGUE, type RouteFunction } from "../http/routes.ts";
+import { type HttpLambda, httpFunctionOf } from "../http/handler.ts";
+import { ROUTES, type RouteFunction } from "../http/routes.ts";
 import { logger } from "../logger.ts";
 import { runtimeConsumer } from "../queue/consumer.ts";
 import { createRuntime, type Runtime } from "../runtime.ts";
@@ -77,12 +77,9 @@ export async function startLocalStack(config: Config): Promise<LocalStack> {
  * its entry file serves it with the runtime it builds.
  */
 export function httpHandlers(runtime: Runtime): Record<RouteFunction, HttpLambda> {
-  return {
-    start: httpFunction(ROUTE_CATALOGUE.start, runtime),
-    get: httpFunction(ROUTE_CATALOGUE.get, runtime),
-    stop: httpFunction(ROUTE_CATALOGUE.stop, runtime),
-    run: httpFunction(ROUTE_CATALOGUE.run, runtime),
-    enqueue: httpFunction(ROUTE_CATALOGUE.enqueue, runtime),
-    result: httpFunction(ROUTE_CATALOGUE.result, runtime),
-  };
+  const names = [...new Set(ROUTES.map((route) => route.function))];
+  return Object.fromEntries(names.map((name) => [name, httpFunctionOf(name, runtime)])) as Record<
+    RouteFunction,
+    HttpLambda
+  >;
 }

@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -90,6 +91,9 @@ async function serve(
   handlers: Record<RouteFunction, HttpLambda>,
 ): Promise<void> {
   const url = new URL(req.url ?? "/", "http://localhost");
+  // The path as sent, not as WHATWG URL normalises it (`..` and `%2e%2e` folded away): API
+  // Gateway hands the function the raw path, and the file routes check exactly what was sent.
+  const rawPath = (req.url ?? "/").split("?")[0] ?? "/";
   const method = req.method ?? "GET";
   if (url.pathname === OPENAPI_PATH) {
     if (method !== "GET")
@@ -98,16 +102,16 @@ async function serve(
     return;
   }
   const matches = routes
-    .map((route) => ({ route, match: route.pattern.exec(url.pathname) }))
+    .map((route) => ({ route, match: route.pattern.exec(rawPath) }))
     .filter((m) => m.match !== null);
-  if (matches.length === 0) throw new NotFoundError(`no route for ${method} ${url.pathname}`);
+  if (matches.length === 0) throw new NotFoundError(`no route for ${method} ${rawPath}`);
   const hit = matches.find((m) => m.route.method === method);
   if (!hit?.match) {
     const allow = matches.map((m) => m.route.method);
-    throw new MethodNotAllowedError(`${method} is not allowed on ${url.pathname}`, allow);
+    throw new MethodNotAllowedError(`${method} is not allowed on ${rawPath}`, allow);
   }
   const body = await readBody(req);
-  const event = toEvent(req, url, hit.route, pathParameters(hit.route, hit.match), body);
+  const event = toEvent(req, url, rawPath, hit.route, pathParameters(hit.route, hit.match), body);
   const response = await handlers[hit.route.function](
     event,
     lambdaContext(hit.route.function, HTTP_INVOCATION_TIMEOUT_MS),
@@ -118,6 +122,7 @@ async function serve(
 function toEvent(
   req: IncomingMessage,
   url: URL,
+  rawPath: string,
   route: CompiledRoute,
   pathParameters: Record<string, string>,
   body: Buffer,
@@ -130,13 +135,17 @@ function toEvent(
   const event = {
     version: "2.0",
     routeKey: route.routeKey,
-    rawPath: url.pathname,
+    rawPath,
     rawQueryString: url.search.slice(1),
     headers,
     queryStringParameters: Object.fromEntries(url.searchParams),
     pathParameters,
-    body: body.length > 0 ? body.toString("utf8") : undefined,
-    isBase64Encoded: false,
+    // As API Gateway does: text stays text, anything else (a file's bytes) comes base64-encoded.
+    ...(body.length === 0
+      ? { isBase64Encoded: false }
+      : isText(headers["content-type"], body)
+        ? { body: body.toString("utf8"), isBase64Encoded: false }
+        : { body: body.toString("base64"), isBase64Encoded: true }),
     requestContext: {
       accountId: "local",
       apiId: "local",
@@ -144,7 +153,7 @@ function toEvent(
       domainPrefix: "local",
       http: {
         method: route.method,
-        path: url.pathname,
+        path: rawPath,
         protocol: `HTTP/${req.httpVersion}`,
         sourceIp: req.socket.remoteAddress ?? "127.0.0.1",
         userAgent: headers["user-agent"] ?? "",
@@ -160,6 +169,18 @@ function toEvent(
   return event as APIGatewayProxyEventV2;
 }
 
+/** A body API Gateway would pass as text: a JSON or text type (or none), valid UTF-8. */
+function isText(contentType: string | undefined, body: Buffer): boolean {
+  const type = (contentType ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+  const textual =
+    type === "" ||
+    type.startsWith("text/") ||
+    type.endsWith("json") ||
+    type.endsWith("+json") ||
+    type === "application/x-www-form-urlencoded";
+  return textual && isUtf8(body);
+}
+
 /** Dev identity: `Authorization: Bearer <caller>`; no header is the caller `local`. */
 function callerOf(authorization: string | undefined): string {
   if (authorization === undefined) return "local";
@@ -170,9 +191,10 @@ function callerOf(authorization: string | undefined): string {
 
 function compile(route: Route): CompiledRoute {
   const names: string[] = [];
-  const source = route.path.replace(/\{(\w+)\}/g, (_, name: string) => {
+  // `{name}` is one segment; `{name+}` (greedy, as API Gateway spells it) the rest of the path.
+  const source = route.path.replace(/\{(\w+)(\+?)\}/g, (_, name: string, greedy: string) => {
     names.push(name);
-    return "([^/]+)";
+    return greedy ? "(.+)" : "([^/]+)";
   });
   return {
     method: route.method,

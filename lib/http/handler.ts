@@ -2,19 +2,25 @@ import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from "aws-lambda";
 import type * as z from "zod";
-import { PayloadTooLargeError, ValidationError } from "../errors.ts";
+import { NotFoundError, PayloadTooLargeError, ValidationError } from "../errors.ts";
 import { logger } from "../logger.ts";
-import { httpErrorHandler } from "./error-handler.ts";
+import { errorResponse, httpErrorHandler } from "./error-handler.ts";
 import { callerOf } from "./identity.ts";
-import type { HttpRequest, RouteSpec, RuntimeKind, RuntimeOf } from "./routes.ts";
+import type { HttpRequest, RouteSpec, RuntimeKind, RuntimeOf } from "./route-spec.ts";
+import { type Route, type RouteFunction, routesOf } from "./routes.ts";
 
 /** What a route declares: its schemas and the one service call it makes. */
-export interface RouteDefinition<P extends z.ZodType, B extends z.ZodType> {
+export interface RouteDefinition<P extends z.ZodType, B extends z.ZodType, Q extends z.ZodType = z.ZodType> {
   params?: P;
   body?: B;
+  query?: Q;
+  /** The body is bytes, not JSON: handed over as `request.bytes`, at most `maxBodyBytes`. */
+  binaryBody?: boolean;
   /** Largest body accepted before parsing; bigger is a 413 before any kernel work. */
   maxBodyBytes?: number;
-  handle: (request: HttpRequest<z.infer<P>, z.infer<B>>) => Promise<APIGatewayProxyStructuredResultV2>;
+  handle: (
+    request: HttpRequest<z.infer<P>, z.infer<B>, z.infer<Q>>,
+  ) => Promise<APIGatewayProxyStructuredResultV2>;
 }
 
 /** The Lambda signature of an HTTP API (payload 2.0) function. */
@@ -32,8 +38,8 @@ const NO_BODY = Symbol("no body");
  * Builds an HTTP API function: caller identity, body size, JSON parsing and zod validation at the
  * edge, then the route's handler; every failure goes through the one error middleware.
  */
-export function httpHandler<P extends z.ZodType, B extends z.ZodType>(
-  route: RouteDefinition<P, B>,
+export function httpHandler<P extends z.ZodType, B extends z.ZodType, Q extends z.ZodType = z.ZodType>(
+  route: RouteDefinition<P, B, Q>,
 ): HttpLambda {
   const fn = middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>()
     .use(injectLambdaContext(logger, { resetKeys: true }))
@@ -44,9 +50,27 @@ export function httpHandler<P extends z.ZodType, B extends z.ZodType>(
       // Every later line of this request names the kernel (injectLambdaContext resets it after).
       const kernelId: unknown = (params as { kernelId?: unknown } | undefined)?.kernelId;
       if (typeof kernelId === "string") logger.appendKeys({ kernelId });
-      const raw = route.body ? readJsonBody(event, route.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES) : undefined;
+      const query = route.query
+        ? validate(route.query, event.queryStringParameters ?? {}, "query")
+        : undefined;
+      const maxBodyBytes = route.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+      const bytes = route.binaryBody ? readBinaryBody(event, maxBodyBytes) : undefined;
+      const raw = route.body ? readJsonBody(event, maxBodyBytes) : undefined;
       const body = route.body ? validate(route.body, raw === NO_BODY ? {} : raw, "body") : undefined;
-      return route.handle({ owner, params: params as z.infer<P>, body: body as z.infer<B>, context });
+      const bodyKernelId: unknown = (body as { kernelId?: unknown } | undefined)?.kernelId;
+      if (typeof kernelId !== "string" && typeof bodyKernelId === "string") {
+        logger.appendKeys({ kernelId: bodyKernelId });
+      }
+      return route.handle({
+        owner,
+        params: params as z.infer<P>,
+        body: body as z.infer<B>,
+        query: query as z.infer<Q>,
+        ...(bytes ? { bytes } : {}),
+        headers: event.headers ?? {},
+        rawPath: event.rawPath,
+        context,
+      });
     });
   return (event, context) => fn(event, context) as Promise<APIGatewayProxyStructuredResultV2>;
 }
@@ -59,13 +83,38 @@ export function httpFunction<
   K extends RuntimeKind,
   P extends z.ZodObject | undefined,
   B extends z.ZodType | undefined,
->(spec: RouteSpec<K, P, B>, runtime: RuntimeOf[K]): HttpLambda {
+  Q extends z.ZodObject | undefined,
+>(spec: RouteSpec<K, P, B, Q>, runtime: RuntimeOf[K]): HttpLambda {
   return httpHandler({
     ...(spec.params ? { params: spec.params } : {}),
     ...(spec.body ? { body: spec.body } : {}),
+    ...(spec.query ? { query: spec.query } : {}),
+    ...(spec.binaryBody ? { binaryBody: true } : {}),
     ...(spec.maxBodyBytes ? { maxBodyBytes: spec.maxBodyBytes(runtime.config) } : {}),
     handle: (request) => spec.handle(runtime, request as Parameters<typeof spec.handle>[1]),
   });
+}
+
+/** The runtime a function's routes need: a backend when any of them does. */
+export type RuntimeFor<F extends RouteFunction> = RuntimeOf[Extract<Route, { function: F }>["runtime"]];
+
+/**
+ * The Lambda handler of one function: each of its catalogue routes served with the runtime handed
+ * in, the route picked by the event's `routeKey` (as API Gateway names it, `PUT /kernels/{kernelId}/files/{path+}`).
+ */
+export function httpFunctionOf<F extends RouteFunction>(name: F, runtime: RuntimeFor<F>): HttpLambda {
+  const byKey = new Map(
+    routesOf(name).map((route) => [
+      `${route.method} ${route.path}`,
+      // RuntimeFor<F> holds what every route of F needs, so widening the route's own type is safe.
+      httpFunction(route as RouteSpec, runtime),
+    ]),
+  );
+  return async (event, context) => {
+    const served = byKey.get(event.routeKey);
+    if (served) return served(event, context);
+    return errorResponse(new NotFoundError(`no route ${event.routeKey} in function ${name}`));
+  };
 }
 
 /**
@@ -85,7 +134,19 @@ function readJsonBody(event: APIGatewayProxyEventV2, maxBytes: number): unknown 
   }
 }
 
-function validate<S extends z.ZodType>(schema: S, value: unknown, where: "path" | "body"): z.infer<S> {
+/** A body of bytes (an upload chunk): whatever its content-type, never parsed. */
+function readBinaryBody(event: APIGatewayProxyEventV2, maxBytes: number): Buffer {
+  const body = event.body ?? "";
+  const bytes = event.isBase64Encoded ? Buffer.from(body, "base64") : Buffer.from(body, "utf8");
+  if (bytes.length > maxBytes) throw new PayloadTooLargeError(`request body exceeds ${maxBytes} bytes`);
+  return bytes;
+}
+
+function validate<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+  where: "path" | "body" | "query",
+): z.infer<S> {
   const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data;
   const issues = parsed.error.issues.map((issue) => ({

@@ -1,9 +1,10 @@
 import type * as z from "zod";
+import { FileInfoSchema, FileListingSchema, UploadProgressSchema } from "../core/files.ts";
 import { KernelIdSchema, KernelViewSchema } from "../core/kernel.ts";
-import { RunErrorSchema, RunResultSchema } from "../core/run-result.ts";
+import { ArtifactSchema, RunErrorSchema, RunResultSchema } from "../core/run-result.ts";
 import { RunViewSchema } from "../core/run-view.ts";
 import { ErrorBodySchema } from "./response-schemas.ts";
-import type { ErrorStatus } from "./routes.ts";
+import type { ErrorStatus } from "./route-spec.ts";
 import { EnqueueBodySchema, RunBodySchema, StartBodySchema } from "./schemas.ts";
 
 /**
@@ -61,6 +62,10 @@ export const RESPONSE_COMPONENTS: ReadonlyArray<readonly [z.ZodType, string]> = 
   [RunErrorSchema, "RunError"],
   [RunResultSchema, "RunResult"],
   [RunViewSchema, "RunView"],
+  [ArtifactSchema, "Artifact"],
+  [FileInfoSchema, "FileInfo"],
+  [UploadProgressSchema, "UploadProgress"],
+  [FileListingSchema, "FileListing"],
   [ErrorBodySchema, "Error"],
 ];
 
@@ -103,7 +108,7 @@ export const ERROR_DESCRIPTIONS: Readonly<Record<ErrorStatus, string>> = {
   401: "No caller identity (on the dev server: an Authorization header that is not `Bearer <caller>`).",
   404: "No such kernel (or run) for this caller; another caller's looks exactly the same.",
   405: "The path exists but not with this method; `Allow` lists those it serves.",
-  409: "The kernel is busy with another run, still starting, dead or stopped meanwhile, or a runId was reused with other code.",
+  409: "The kernel is busy with another run, still starting, dead or stopped meanwhile, a runId was reused with other code, an upload's chunk does not continue it (out of order or another total), or a folder to delete is not empty.",
   413: "The body, or the code in it, is over the limit; refused before any kernel work.",
   429: "The backend has no capacity for another kernel; retry after `Retry-After`.",
   500: "An internal error; logged in full, never detailed here.",

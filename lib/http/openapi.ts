@@ -12,7 +12,8 @@ import {
   RESPONSE_COMPONENTS,
 } from "./openapi-components.ts";
 import { errorBodySchema } from "./response-schemas.ts";
-import { type ErrorStatus, ROUTES, type Route } from "./routes.ts";
+import type { ErrorStatus } from "./route-spec.ts";
+import { ROUTES, type Route } from "./routes.ts";
 
 /**
  * The OpenAPI 3.1 description of the HTTP API, built from the route catalogue and the very zod
@@ -54,8 +55,14 @@ export interface OpenApiOperation {
   summary: string;
   description: string;
   tags: string[];
-  parameters?: Array<{ name: string; in: "path"; required: true; schema: JsonSchema }>;
-  requestBody?: { required: boolean; content: { "application/json": { schema: JsonSchema } } };
+  parameters?: Array<{
+    name: string;
+    in: "path" | "query" | "header";
+    required: boolean;
+    description?: string;
+    schema: JsonSchema;
+  }>;
+  requestBody?: { required: boolean; content: Record<string, { schema: JsonSchema }> };
   responses: Record<string, OpenApiResponse | { $ref: string }>;
 }
 
@@ -63,7 +70,7 @@ export interface OpenApiOperation {
 export interface OpenApiResponse {
   description: string;
   headers?: Record<string, { description: string; schema: JsonSchema }>;
-  content?: { "application/json": { schema: JsonSchema } };
+  content?: Record<string, { schema: JsonSchema }>;
   links?: Record<string, { operationId: string; parameters: Record<string, string> }>;
 }
 
@@ -204,7 +211,7 @@ function withoutAnnotations(schema: JsonSchema): JsonSchema {
 
 /** The path parameters of a route, each from its field of the route's params schema. */
 function pathParametersOf(path: string, params: z.ZodObject): NonNullable<OpenApiOperation["parameters"]> {
-  const names = [...path.matchAll(/\{(\w+)\}/g)].map((match) => match[1] ?? "");
+  const names = [...path.matchAll(/\{(\w+)\+?\}/g)].map((match) => match[1] ?? "");
   const declared = Object.keys(params.shape);
   if (JSON.stringify([...names].sort()) !== JSON.stringify([...declared].sort())) {
     throw new Error(`${path} takes {${names.join(", ")}} but its schema declares ${declared.join(", ")}`);
@@ -212,8 +219,41 @@ function pathParametersOf(path: string, params: z.ZodObject): NonNullable<OpenAp
   return names.map((name) => {
     const field = params.shape[name];
     if (field === undefined) throw new Error(`no schema for {${name}} of ${path}`);
-    return { name, in: "path" as const, required: true as const, schema: schemaOf(field, "input") };
+    return { name, in: "path" as const, required: true, schema: schemaOf(field, "input") };
   });
+}
+
+/** Query parameters, each optional with its default (the query schema's fields). */
+function queryParametersOf(query: z.ZodObject): NonNullable<OpenApiOperation["parameters"]> {
+  return Object.entries(query.shape).map(([name, field]) => ({
+    name,
+    in: "query" as const,
+    required: false,
+    schema: schemaOf(field as z.ZodType, "input"),
+  }));
+}
+
+/** Request headers a route reads, each optional. */
+function headerParametersOf(
+  headers: Readonly<Record<string, { description: string; pattern: RegExp }>>,
+): NonNullable<OpenApiOperation["parameters"]> {
+  return Object.entries(headers).map(([name, { description, pattern }]) => ({
+    name,
+    in: "header" as const,
+    required: false,
+    description,
+    schema: { type: "string", pattern: pattern.source },
+  }));
+}
+
+/** A body of bytes: any media type, as OpenAPI 3.1 describes raw content. */
+const BINARY_CONTENT: Record<string, { schema: JsonSchema }> = {
+  "application/octet-stream": { schema: { type: "string", contentMediaType: "application/octet-stream" } },
+};
+
+/** The OpenAPI spelling of a catalogue path: `{path+}` (API Gateway's greedy parameter) is `{path}`. */
+function documentedPath(path: string): string {
+  return path.replace(/\{(\w+)\+\}/g, "{$1}");
 }
 
 /** Every status the error handler can answer with, ascending. */
@@ -222,13 +262,24 @@ function errorStatuses(): ErrorStatus[] {
 }
 
 function operationOf(spec: Route): OpenApiOperation {
+  const parameters = [
+    ...(spec.params ? pathParametersOf(spec.path, spec.params) : []),
+    ...("query" in spec && spec.query ? queryParametersOf(spec.query) : []),
+    ...("requestHeaders" in spec && spec.requestHeaders ? headerParametersOf(spec.requestHeaders) : []),
+  ];
   const responses: OpenApiOperation["responses"] = {};
   for (const [status, success] of Object.entries(spec.responses)) {
+    const headers = Object.entries(success.headers ?? {}).map(
+      ([name, description]) => [name, { description, schema: { type: "string" } }] as const,
+    );
     responses[status] = {
       description: success.description,
-      ...(success.body
-        ? { content: { "application/json": { schema: schemaOf(success.body, "output") } } }
-        : {}),
+      ...(headers.length > 0 ? { headers: Object.fromEntries(headers) } : {}),
+      ...(success.body === "binary"
+        ? { content: BINARY_CONTENT }
+        : success.body
+          ? { content: { "application/json": { schema: schemaOf(success.body, "output") } } }
+          : {}),
       ...(spec.links && success.body ? { links: spec.links } : {}),
     };
   }
@@ -236,12 +287,15 @@ function operationOf(spec: Route): OpenApiOperation {
     responses[String(status)] = { $ref: `#/components/responses/${entryOf(ERROR_RESPONSE_NAMES, status)}` };
   }
   return {
-    operationId: spec.function,
+    operationId: spec.operationId,
     summary: spec.summary,
     description: spec.description,
     tags: [spec.tag],
-    ...(spec.params ? { parameters: pathParametersOf(spec.path, spec.params) } : {}),
-    ...(spec.body
+    ...(parameters.length > 0 ? { parameters } : {}),
+    ...("binaryBody" in spec && spec.binaryBody
+      ? { requestBody: { required: false, content: BINARY_CONTENT } }
+      : {}),
+    ...("body" in spec && spec.body
       ? {
           requestBody: {
             // A body every field of which is optional may be left out (it is read as `{}`).
@@ -258,9 +312,10 @@ function operationOf(spec: Route): OpenApiOperation {
 export function buildOpenApiDocument(): OpenApiDocument {
   const paths: OpenApiDocument["paths"] = {};
   for (const route of ROUTES) {
-    const methods = paths[route.path] ?? {};
+    const path = documentedPath(route.path);
+    const methods = paths[path] ?? {};
     methods[route.method.toLowerCase()] = operationOf(route);
-    paths[route.path] = methods;
+    paths[path] = methods;
   }
   return {
     openapi: "3.1.1",
@@ -274,6 +329,7 @@ export function buildOpenApiDocument(): OpenApiDocument {
     tags: [
       { name: "kernels", description: "Start, inspect and stop kernels." },
       { name: "runs", description: "Run code, synchronously or through the run queue." },
+      { name: "files", description: "Files in and out of a kernel's working directory." },
     ],
     // Every route is `auth: "caller"` (see the catalogue): one scheme for all.
     security: ROUTES.every((route) => route.auth === "caller") ? [{ bearerAuth: [] }] : [],

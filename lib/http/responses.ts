@@ -15,3 +15,20 @@ export function json(
     body: body === undefined ? "" : JSON.stringify(body),
   };
 }
+
+/**
+ * Bytes (a file or a part of it), base64 in the Lambda response as API Gateway wants binary bodies;
+ * never cached, for the same reason as JSON.
+ */
+export function binary(
+  statusCode: number,
+  bytes: Buffer,
+  headers: Record<string, string>,
+): APIGatewayProxyStructuredResultV2 {
+  return {
+    statusCode,
+    headers: { "cache-control": "no-store", "content-length": String(bytes.length), ...headers },
+    body: bytes.toString("base64"),
+    isBase64Encoded: true,
+  };
+}

@@ -1,16 +1,18 @@
-import type { APIGatewayProxyStructuredResultV2, Context } from "aws-lambda";
-import type * as z from "zod";
+import type { Context } from "aws-lambda";
 import type { Config } from "../config.ts";
+import { FILE_CHUNK_BYTES, FileInfoSchema, FileListingSchema, UploadProgressSchema } from "../core/files.ts";
 import { KernelViewSchema } from "../core/kernel.ts";
 import { RunResultSchema } from "../core/run-result.ts";
 import { RunViewSchema } from "../core/run-view.ts";
-import type { ErrorCode } from "../errors.ts";
-import type { RequestRuntime, Runtime } from "../runtime.ts";
-import type { STATUS_BY_CODE } from "./error-handler.ts";
-import { json } from "./responses.ts";
+import { PayloadTooLargeError } from "../errors.ts";
+import { CONTENT_RANGE, chunkOf, contentTypeOf, filePathOf, RANGE, rangeOf } from "./file-requests.ts";
+import { binary, json } from "./responses.ts";
+import { type ErrorStatus, route } from "./route-spec.ts";
 import {
   EnqueueBodySchema,
+  FilePathParamsSchema,
   KernelPathSchema,
+  ListQuerySchema,
   RunBodySchema,
   RunPathSchema,
   StartBodySchema,
@@ -23,86 +25,6 @@ import {
  * Adding a route is an entry here and an entry file `functions/<function>.ts`.
  */
 
-/** The parsed, validated request a route's handler works with. */
-export interface HttpRequest<P, B> {
-  owner: string;
-  params: P;
-  body: B;
-  /** The Lambda context, for the invocation's remaining time. */
-  context: Context;
-}
-
-/** A status an error can be answered with: one of the values of the error handler's table. */
-export type ErrorStatus = (typeof STATUS_BY_CODE)[ErrorCode];
-
-/** A success answer of one route: its status, what it means, and its body (none for a 204). */
-export interface SuccessResponse {
-  description: string;
-  body?: z.ZodType;
-}
-
-/**
- * What a function's container must hold: `request` (the stores and the queue: functions that only
- * queue and read runs, whose bundles carry no backend) or `kernels` (a backend too).
- */
-export type RuntimeKind = "request" | "kernels";
-
-/** The runtime of each kind. */
-export interface RuntimeOf {
-  request: RequestRuntime;
-  kernels: Runtime;
-}
-
-/** One route of the catalogue. */
-export interface RouteSpec<
-  K extends RuntimeKind = RuntimeKind,
-  P extends z.ZodObject | undefined = z.ZodObject | undefined,
-  B extends z.ZodType | undefined = z.ZodType | undefined,
-> {
-  method: "GET" | "POST" | "PUT" | "DELETE";
-  path: string;
-  /** The function serving it: its entry is `functions/<function>.ts`. */
-  function: string;
-  /** Who may call: any caller the API's authorizer (IAM or JWT) lets in, seeing only its own kernels. */
-  auth: "caller";
-  runtime: K;
-  /** How much of the table the function may touch (its IAM grant). */
-  table: "read" | "read-write";
-  summary: string;
-  description: string;
-  tag: "kernels" | "runs";
-  /** Path parameters, validated before the handler runs. */
-  params?: P;
-  /** The request body, validated before the handler runs. */
-  body?: B;
-  /** Largest body accepted before parsing (default 64 KiB); bigger is a 413 before any kernel work. */
-  maxBodyBytes?: (config: Config) => number;
-  /** Success statuses and their bodies. */
-  responses: Readonly<Record<number, SuccessResponse>>;
-  /** Error statuses this route can answer with (each with the codes that map to it). */
-  errors: readonly ErrorStatus[];
-  /** Where the answer leads: OpenAPI links to the routes taking its ids (and Schemathesis' stateful phase). */
-  links?: Readonly<Record<string, { operationId: string; parameters: Record<string, string> }>>;
-  /** The one service call. */
-  handle: (
-    runtime: RuntimeOf[K],
-    request: HttpRequest<Infer<P>, Infer<B>>,
-  ) => Promise<APIGatewayProxyStructuredResultV2>;
-}
-
-/** The parsed value of an optional schema (`undefined` when the route declares none). */
-type Infer<S> = S extends z.ZodType ? z.infer<S> : undefined;
-
-/** Types one entry: infers its schemas, so `handle` sees exactly what they parse to. */
-function route<
-  F extends string,
-  K extends RuntimeKind,
-  P extends z.ZodObject | undefined,
-  B extends z.ZodType | undefined,
->(spec: RouteSpec<K, P, B> & { function: F }): RouteSpec<K, P, B> & { function: F } {
-  return spec;
-}
-
 /** Statuses any route can answer with: bad path or body, no caller, a server fault, the store away. */
 const COMMON_ERRORS = [400, 401, 413, 500, 503] as const satisfies readonly ErrorStatus[];
 
@@ -114,13 +36,20 @@ const KERNEL_LINKS = {
   StopKernel: { operationId: "stop", parameters: { kernelId: "$response.body#/kernelId" } },
 } as const;
 
+/** Headers of every answer carrying a file's bytes. */
+const FILE_HEADERS = {
+  "content-type": "Guessed from the file's name; `application/octet-stream` when unknown.",
+  etag: "The SHA-256 of the whole file, quoted.",
+  "content-length": "Bytes in this answer.",
+} as const;
+
 /** JSON escaping can double the code's size; anything beyond that is refused before parsing. */
 const codeBody = (config: Config) => config.run.maxCodeBytes * 2 + 1_024;
 
 /** The epoch ms by which this invocation must have answered. */
 const deadlineOf = (context: Context) => Date.now() + context.getRemainingTimeInMillis();
 
-/** Every route, keyed by the function serving it. */
+/** Every route, keyed by its operation id (the OpenAPI document's, and what links name). */
 export const ROUTE_CATALOGUE = {
   start: route({
     method: "POST",
@@ -246,13 +175,151 @@ export const ROUTE_CATALOGUE = {
     handle: async ({ runs }, { owner, params }) =>
       json(200, await runs.get(owner, params.kernelId, params.runId)),
   }),
+  putFile: route({
+    method: "PUT",
+    path: "/kernels/{kernelId}/files/{path+}",
+    function: "files",
+    auth: "caller",
+    runtime: "kernels",
+    table: "read-write",
+    summary: "Write a file into the kernel's working directory",
+    description:
+      "The body is the file's bytes; parent folders are made. A file larger than one request goes in chunks, in order, each with `Content-Range: bytes <first>-<last>/<total>` (at most 4 MiB each): every chunk but the last is answered 202 with the bytes received so far; the file appears under its name only once the last is in. Paths are relative to the kernel's working directory; `..`, absolute paths and symbolic links out of it are refused.",
+    tag: "files",
+    params: FilePathParamsSchema,
+    binaryBody: true,
+    maxBodyBytes: () => FILE_CHUNK_BYTES,
+    requestHeaders: {
+      "content-range": {
+        description: "`bytes <first>-<last>/<total>`: this body is one chunk of a larger file.",
+        pattern: CONTENT_RANGE,
+      },
+    },
+    responses: {
+      200: { description: "The file replaced one of the same name.", body: FileInfoSchema },
+      201: { description: "A new file.", body: FileInfoSchema },
+      202: { description: "A chunk is in; send the one starting at `received`.", body: UploadProgressSchema },
+    },
+    errors: [...COMMON_ERRORS, 404, 409, 502],
+    handle: async ({ sandbox, config }, { owner, params, bytes, headers, rawPath, context }) => {
+      const body = bytes ?? Buffer.alloc(0);
+      const chunk = chunkOf(headers["content-range"], body.length);
+      const size = chunk?.total ?? body.length;
+      if (size > config.files.maxFileBytes) {
+        throw new PayloadTooLargeError(
+          `the file is larger than this server's ${config.files.maxFileBytes} bytes`,
+        );
+      }
+      const outcome = await sandbox.files.put(owner, params.kernelId, filePathOf(rawPath), body, chunk, {
+        deadline: deadlineOf(context),
+      });
+      if (!outcome.done) return json(202, outcome.progress);
+      return json(outcome.created ? 201 : 200, outcome.file);
+    },
+  }),
+  getFile: route({
+    method: "GET",
+    path: "/kernels/{kernelId}/files/{path+}",
+    function: "files",
+    auth: "caller",
+    runtime: "kernels",
+    table: "read-write",
+    summary: "Read a file of the kernel's working directory",
+    description:
+      "The file's bytes, with its SHA-256 as `ETag`. A file larger than one response (4 MiB) is read in parts with `Range: bytes=<first>-<last>` (206); asking for all of it is 413.",
+    tag: "files",
+    params: FilePathParamsSchema,
+    requestHeaders: {
+      range: {
+        description: "`bytes=<first>-[<last>]`: one part of the file (at most 4 MiB).",
+        pattern: RANGE,
+      },
+    },
+    responses: {
+      200: { description: "The whole file.", body: "binary", headers: FILE_HEADERS },
+      206: {
+        description: "The part asked for.",
+        body: "binary",
+        headers: { ...FILE_HEADERS, "content-range": "`bytes <first>-<last>/<size>`." },
+      },
+    },
+    errors: [...COMMON_ERRORS, 404, 409, 502],
+    handle: async ({ sandbox }, { owner, params, headers, rawPath, context }) => {
+      const path = filePathOf(rawPath);
+      const read = await sandbox.files.get(owner, params.kernelId, path, rangeOf(headers.range), {
+        deadline: deadlineOf(context),
+      });
+      const common = {
+        "content-type": contentTypeOf(path),
+        etag: `"${read.file.sha256}"`,
+        "accept-ranges": "bytes",
+        "last-modified": new Date(read.file.mtime).toUTCString(),
+      };
+      if (!read.range) return binary(200, read.bytes, common);
+      const { start, end, total } = read.range;
+      return binary(206, read.bytes, { ...common, "content-range": `bytes ${start}-${end}/${total}` });
+    },
+  }),
+  deleteFile: route({
+    method: "DELETE",
+    path: "/kernels/{kernelId}/files/{path+}",
+    function: "files",
+    auth: "caller",
+    runtime: "kernels",
+    table: "read-write",
+    summary: "Delete a file of the kernel's working directory",
+    description: "Removes a file (or an empty folder); a folder with content is refused with 409.",
+    tag: "files",
+    params: FilePathParamsSchema,
+    responses: { 204: { description: "Deleted." } },
+    errors: [...COMMON_ERRORS, 404, 409, 502],
+    handle: async ({ sandbox }, { owner, params, rawPath, context }) => {
+      await sandbox.files.remove(owner, params.kernelId, filePathOf(rawPath), {
+        deadline: deadlineOf(context),
+      });
+      return json(204);
+    },
+  }),
+  listFiles: route({
+    method: "GET",
+    path: "/kernels/{kernelId}/files",
+    function: "files",
+    auth: "caller",
+    runtime: "kernels",
+    table: "read-write",
+    summary: "List files of the kernel's working directory",
+    description:
+      "The files and folders under `path` (the working directory by default), recursively with `recursive=true`, sorted by path and capped (`truncated`).",
+    tag: "files",
+    params: KernelPathSchema,
+    query: ListQuerySchema,
+    responses: { 200: { description: "The listing.", body: FileListingSchema } },
+    errors: [...COMMON_ERRORS, 404, 409, 502],
+    handle: async ({ sandbox }, { owner, params, query, context }) =>
+      json(
+        200,
+        await sandbox.files.list(owner, params.kernelId, query.path, query.recursive, {
+          deadline: deadlineOf(context),
+        }),
+      ),
+  }),
 } as const;
 
-/** The name of a function behind a route (its entry file is `functions/<name>.ts`). */
-export type RouteFunction = keyof typeof ROUTE_CATALOGUE;
+/** A route's operation id: its key in the catalogue. */
+export type OperationId = keyof typeof ROUTE_CATALOGUE;
 
-/** One route of the catalogue, whatever its schemas. */
-export type Route = (typeof ROUTE_CATALOGUE)[RouteFunction];
+/** One route of the catalogue, whatever its schemas, with its operation id. */
+export type Route = (typeof ROUTE_CATALOGUE)[OperationId] & { operationId: OperationId };
+
+/** The name of a function behind routes (its entry file is `functions/<name>.ts`). */
+export type RouteFunction = Route["function"];
 
 /** The catalogue as a list, in its order (the OpenAPI document's and the dev server's). */
-export const ROUTES: readonly Route[] = Object.values(ROUTE_CATALOGUE);
+export const ROUTES: readonly Route[] = Object.entries(ROUTE_CATALOGUE).map(
+  ([operationId, spec]) => ({ ...spec, operationId }) as Route,
+);
+
+/** The routes one function serves (a function may serve several, as `files` does). */
+export function routesOf(name: RouteFunction): readonly Route[] {
+  return ROUTES.filter((route) => route.function === name);
+}

@@ -1,4 +1,5 @@
 import * as z from "zod";
+import { DirPathSchema } from "../core/files.ts";
 import { CodeSchema, KernelIdSchema, RunIdSchema, StartRequestSchema } from "../core/kernel.ts";
 
 /** Path parameters of `/kernels/{kernelId}…`. */
@@ -21,3 +22,26 @@ export const RunBodySchema = z.strictObject({
  * the same id with the same code answers with the run already queued, never queues it twice.
  */
 export const EnqueueBodySchema = RunBodySchema.extend({ runId: RunIdSchema.optional() });
+
+/**
+ * Path parameters of `/kernels/{kernelId}/files/{path+}`. The file path itself is checked from the
+ * raw path (see `file-requests.ts`), so here it need only be there.
+ */
+export const FilePathParamsSchema = z.object({
+  kernelId: KernelIdSchema,
+  path: z.string().min(1).meta({
+    description: "The file's path relative to the kernel's working directory; `/` separates folders.",
+  }),
+});
+
+/** `GET /kernels/{kernelId}/files?path=&recursive=`. */
+export const ListQuerySchema = z.strictObject({
+  path: DirPathSchema.default("").meta({
+    description: "The folder to list; the working directory when empty.",
+  }),
+  recursive: z
+    .enum(["true", "false"])
+    .default("false")
+    .transform((value) => value === "true")
+    .meta({ description: "List folders' contents too." }),
+});

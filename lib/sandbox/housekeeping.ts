@@ -1,7 +1,11 @@
 import type { KernelInventory } from "../backends/port.ts";
 import { logger } from "../logger.ts";
 import type { KernelRecord } from "../store/kernel-store.ts";
+import { ABANDONED_UPLOAD_SECONDS, sweepUploads } from "./file-helpers.ts";
 import type { KernelAccess } from "./kernel-access.ts";
+
+/** Bound on one kernel's sweep of abandoned uploads in a reaper pass. */
+const SWEEP_MS = 5_000;
 
 /** What one reaper pass did, by kind of clean-up. */
 export interface ReapReport {
@@ -85,11 +89,14 @@ export class Housekeeping {
       } else if (idle) {
         if (!(await store.deleteIdle(record))) continue;
         this.kernels.forget(record.owner, record.kernelId);
+        if (ref) await this.kernels.sweepBeforeStop(record, ref);
         await this.kernels.stopQuietly(record);
         report.idle++;
       } else if (!(await this.kernels.alive(record).catch(() => true))) {
         await this.kernels.bury(record);
         report.dead++;
+      } else if (now - Date.parse(record.lastActivityAt) > ABANDONED_UPLOAD_SECONDS * 1_000) {
+        await this.sweepAbandoned(record);
       }
     }
     if (inventory && unreadable > 0) {
@@ -111,6 +118,24 @@ export class Housekeeping {
     }
     if (Object.values(report).some((n) => n > 0)) logger.info("reaper pass", { ...report });
     return report;
+  }
+
+  /**
+   * Removes the abandoned uploads of a live kernel nobody used for a while (in kernels in use, each
+   * file request does it): under its lease, taken without waiting and without counting as activity,
+   * so it never holds up a run nor keeps an idle kernel from being reaped.
+   */
+  private async sweepAbandoned(record: KernelRecord): Promise<void> {
+    await this.kernels
+      .withLease(record.owner, record.kernelId, { workMs: SWEEP_MS, busyWaitMs: 0, touch: false }, (ref) =>
+        this.kernels.helperQuietly(
+          ref,
+          sweepUploads(ABANDONED_UPLOAD_SECONDS, 2),
+          SWEEP_MS,
+          "remove abandoned uploads",
+        ),
+      )
+      .catch(() => undefined);
   }
 
   /** Stops every kernel of this backend in the store (the dev server on Ctrl-C). */

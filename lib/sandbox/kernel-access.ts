@@ -1,3 +1,5 @@
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { LRUCache } from "lru-cache";
 import type { Backend, KernelRef } from "../backends/port.ts";
 import type { Config } from "../config.ts";
@@ -5,16 +7,23 @@ import type { KernelView, StartRequest } from "../core/kernel.ts";
 import {
   ConditionFailedError,
   CorruptRecordError,
+  KernelBusyError,
   KernelDeadError,
+  KernelDiedError,
+  KernelStartingError,
   KernelStoppedError,
   NotFoundError,
 } from "../errors.ts";
 import { logger } from "../logger.ts";
 import type { KernelRecord, KernelStore } from "../store/kernel-store.ts";
+import { type FileHelper, recordRoot, sweepUploads } from "./file-helpers.ts";
 import { mergeKernelEnv } from "./kernel-env.ts";
 
 /** The limits and waits the service applies: exactly these parts of `Config`. */
-export type SandboxSettings = Pick<Config, "operatorEnv" | "startTimeoutMs" | "run" | "maxKernelsPerCaller">;
+export type SandboxSettings = Pick<
+  Config,
+  "operatorEnv" | "startTimeoutMs" | "run" | "maxKernelsPerCaller" | "files"
+>;
 
 /**
  * The kernel-record writes the sandbox relies on, named so a test can hand in an in-memory store
@@ -50,6 +59,26 @@ export const LEASE_MARGIN_MS = 30_000;
 
 /** Kept back from an invocation's deadline to give the lease back and answer. */
 export const DEADLINE_RESERVE_MS = 1_000;
+
+/** Longest pause between two tries for a busy kernel's lease. */
+const LEASE_POLL_MAX_MS = 50;
+
+/** Bound on the silent set-up request of a kernel just started (recording its root). */
+const SETUP_HELPER_MS = 5_000;
+
+/** How one piece of work under a kernel's lease, other than a run, is bounded. */
+export interface LeaseLimits {
+  /** Epoch ms by which the invocation must have answered. */
+  deadline?: number;
+  /** Longest the work under the lease may take (the lease is taken for that long, and a margin). */
+  workMs: number;
+  /** What a wait for a busy kernel leaves of the time before the deadline, for the work; default `workMs`. */
+  reserveMs?: number;
+  /** How long to wait for a kernel another holder has; default the configured busy wait. */
+  busyWaitMs?: number;
+  /** Whether the work counts as the caller's activity (default); the reaper's own does not. */
+  touch?: boolean;
+}
 
 /**
  * What every room of the sandbox (lifecycle, runs, housekeeping) reaches kernels through: the
@@ -91,6 +120,125 @@ export class KernelAccess {
   }
 
   /**
+   * Takes the kernel's run lease, waiting up to `busyWaitMs` while another holder has it; a kernel
+   * gone is `NOT_FOUND`, a dead one `KERNEL_DEAD`, and one still busy (or starting) when the wait
+   * is over `KERNEL_BUSY` (`KERNEL_STARTING`) with `Retry-After`.
+   */
+  async acquire(
+    owner: string,
+    kernelId: string,
+    leaseId: string,
+    leaseMs: number,
+    busyWaitMs: number,
+    touch = true,
+  ): Promise<KernelRecord> {
+    const waitUntil = Date.now() + busyWaitMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.store.acquireLease(owner, kernelId, leaseId, Date.now() + leaseMs, touch);
+      } catch (error) {
+        if (!(error instanceof ConditionFailedError)) throw error;
+      }
+      const record = await this.store.get(owner, kernelId);
+      if (!record) throw notFound(kernelId);
+      if (record.state === "dead") throw deadError(kernelId);
+      if (Date.now() >= waitUntil) {
+        throw record.state === "starting"
+          ? new KernelStartingError(`kernel '${kernelId}' is still starting`, { retryAfterSeconds: 1 })
+          : new KernelBusyError(`kernel '${kernelId}' is running another cell`, { retryAfterSeconds: 1 });
+      }
+      // Jittered and capped low: waiters that have waited longest must not poll least often, or
+      // newcomers overtake them and the tail grows (measured by `npm run bench:load`).
+      await sleep(Math.random() * Math.min(5 * 2 ** attempt, LEASE_POLL_MAX_MS));
+    }
+  }
+
+  /** Gives a lease back; one that cannot be is logged, and expires by itself. */
+  async release(owner: string, kernelId: string, leaseId: string, touch = true): Promise<void> {
+    await this.store
+      .releaseLease(owner, kernelId, leaseId, touch)
+      .catch((cause) => logger.warn("lease not released; it expires by itself", { kernelId, cause }));
+  }
+
+  /**
+   * Does `use` under the kernel's run lease, as a run would hold it, so it never interleaves with a
+   * run: the wait for a busy kernel is cut to leave `reserveMs` before the deadline. A kernel that
+   * dies meanwhile is buried and said dead (or stopped, when a stop came first).
+   */
+  async withLease<T>(
+    owner: string,
+    kernelId: string,
+    limits: LeaseLimits,
+    use: (ref: KernelRef, record: KernelRecord) => Promise<T>,
+  ): Promise<T> {
+    const reserve = limits.reserveMs ?? limits.workMs;
+    const budget = (limits.deadline ?? Number.POSITIVE_INFINITY) - Date.now() - reserve - DEADLINE_RESERVE_MS;
+    const busyWaitMs = Math.max(0, Math.min(limits.busyWaitMs ?? this.settings.run.busyWaitMs, budget));
+    const leaseId = randomUUID();
+    const touch = limits.touch ?? true;
+    const record = await this.acquire(
+      owner,
+      kernelId,
+      leaseId,
+      limits.workMs + LEASE_MARGIN_MS,
+      busyWaitMs,
+      touch,
+    );
+    let buried = false;
+    try {
+      const ref = this.refOf(record);
+      if (!ref) throw new CorruptRecordError(`kernel '${kernelId}' is ready but has no ref`);
+      this.remember(record, ref);
+      return await use(ref, record);
+    } catch (error) {
+      if (!(error instanceof KernelDiedError)) throw error;
+      buried = true;
+      const current = await this.store.get(owner, kernelId).catch(() => record);
+      await this.bury(record);
+      if (current?.incarnation !== record.incarnation) {
+        throw new KernelStoppedError(`kernel '${kernelId}' was stopped while this request was under way`);
+      }
+      throw deadError(kernelId, error);
+    } finally {
+      if (!buried) await this.release(owner, kernelId, leaseId, touch);
+    }
+  }
+
+  /**
+   * A silent helper request of ours that must not fail what it is part of (recording the root, a
+   * sweep of abandoned uploads): a failure is logged and the caller goes on.
+   */
+  async helperQuietly(
+    ref: KernelRef,
+    helper: FileHelper<null>,
+    timeoutMs: number,
+    what: string,
+  ): Promise<void> {
+    await this.backend
+      .helper(ref, { ...helper, timeoutMs })
+      .catch((error: unknown) => logger.warn(`could not ${what}`, { error: error as Error }));
+  }
+
+  /**
+   * The silent set-up of a kernel just started or restarted, before any code of the caller's: it
+   * records its root (files are relative to where it started, whatever `os.chdir` comes later).
+   */
+  async setUp(ref: KernelRef): Promise<void> {
+    await this.helperQuietly(ref, recordRoot(), SETUP_HELPER_MS, "record the kernel's root");
+  }
+
+  /**
+   * Removes the kernel's abandoned uploads before it stops (all of them: none can go on), unless a
+   * run holds it (then the request would wait behind the run's cell). About a second at most, for a
+   * kernel that answers; three for one that does not.
+   */
+  async sweepBeforeStop(record: KernelRecord, ref: KernelRef): Promise<void> {
+    if (record.state !== "ready" || (record.leaseUntil !== undefined && record.leaseUntil > Date.now()))
+      return;
+    await this.helperQuietly(ref, sweepUploads(0, 1), 3_000, "remove abandoned uploads");
+  }
+
+  /**
    * Starts the backend kernel for a claimed record. Returns undefined when another start took the
    * record over meanwhile (the caller loops and finds that one's kernel).
    */
@@ -111,6 +259,7 @@ export class KernelAccess {
       await this.store.delete(record).catch((cause) => logger.warn("start not abandoned", { cause }));
       throw error;
     }
+    await this.setUp(ref);
     try {
       const spec = {
         ...(request.cwd === undefined ? {} : { cwd: request.cwd }),

@@ -75,7 +75,10 @@ export class KernelLifecycle {
     const record = await this.kernels.store.get(owner, kernelId);
     if (!record) return;
     const ref = this.kernels.readableRef(record);
-    if (ref) await this.kernels.backend.stop(ref);
+    if (ref) {
+      await this.kernels.sweepBeforeStop(record, ref);
+      await this.kernels.backend.stop(ref);
+    }
     await this.kernels.store.delete(record);
   }
 

@@ -1,12 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { KernelRef } from "../backends/port.ts";
 import type { RunResult } from "../core/run-result.ts";
 import {
   ConditionFailedError,
   CorruptRecordError,
-  KernelBusyError,
   KernelDiedError,
-  KernelStartingError,
   KernelStoppedError,
   KernelStuckError,
   PayloadTooLargeError,
@@ -15,13 +14,7 @@ import {
 } from "../errors.ts";
 import { logger } from "../logger.ts";
 import type { KernelRecord } from "../store/kernel-store.ts";
-import {
-  DEADLINE_RESERVE_MS,
-  deadError,
-  type KernelAccess,
-  LEASE_MARGIN_MS,
-  notFound,
-} from "./kernel-access.ts";
+import { DEADLINE_RESERVE_MS, deadError, type KernelAccess, LEASE_MARGIN_MS } from "./kernel-access.ts";
 
 /** How one run is bounded, beyond the configured defaults. */
 export interface RunLimits {
@@ -36,9 +29,6 @@ export interface RunLimits {
   /** How long to wait for a kernel another run holds, instead of the configured wait. */
   busyWaitMs?: number;
 }
-
-/** Longest pause between two tries for a busy kernel's lease. */
-const LEASE_POLL_MAX_MS = 50;
 
 /**
  * Kept back for restarting a kernel that ignored the interrupt: a local or gateway kernel starts in
@@ -79,7 +69,7 @@ export class KernelRuns {
     const budget = codeTime();
     const busyWaitMs = Math.max(0, Math.min(limits.busyWaitMs ?? run.busyWaitMs, budget - 1_000));
     const leaseId = randomUUID();
-    const lease = this.acquire(
+    const lease = this.kernels.acquire(
       owner,
       kernelId,
       leaseId,
@@ -114,7 +104,7 @@ export class KernelRuns {
         try {
           const result = await backend.run(cached.ref, code, { ...options(), admitted });
           record = await lease;
-          return result;
+          return await this.afterRestart(cached.ref, result);
         } catch (error) {
           const sent = admittedAs !== undefined;
           record = await lease;
@@ -128,7 +118,7 @@ export class KernelRuns {
       const ref = this.kernels.refOf(record);
       if (!ref) throw new CorruptRecordError(`kernel '${kernelId}' is ready but has no ref`);
       this.kernels.remember(record, ref);
-      return await backend.run(ref, code, options());
+      return await this.afterRestart(ref, await backend.run(ref, code, options()));
     } catch (error) {
       if (!record) throw error;
       if (error instanceof KernelStuckError) {
@@ -147,12 +137,17 @@ export class KernelRuns {
       }
       throw error;
     } finally {
-      if (record && !released) {
-        await store
-          .releaseLease(owner, kernelId, leaseId)
-          .catch((cause) => logger.warn("lease not released; it expires by itself", { kernelId, cause }));
-      }
+      if (record && !released) await this.kernels.release(owner, kernelId, leaseId);
     }
+  }
+
+  /**
+   * A kernel the backend restarted under the run (a gateway does) has lost what it kept: it is set
+   * up again, still under the run's lease, before the result goes back.
+   */
+  private async afterRestart(ref: KernelRef, result: RunResult): Promise<RunResult> {
+    if (result.restarted) await this.kernels.setUp(ref);
+    return result;
   }
 
   /**
@@ -199,36 +194,6 @@ export class KernelRuns {
         error: error as Error,
       });
       return "stopped";
-    }
-  }
-
-  /** Takes the kernel's run lease, waiting up to `busyWaitMs` while another run holds it. */
-  private async acquire(
-    owner: string,
-    kernelId: string,
-    leaseId: string,
-    leaseMs: number,
-    busyWaitMs: number,
-  ): Promise<KernelRecord> {
-    const { store } = this.kernels;
-    const waitUntil = Date.now() + busyWaitMs;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await store.acquireLease(owner, kernelId, leaseId, Date.now() + leaseMs);
-      } catch (error) {
-        if (!(error instanceof ConditionFailedError)) throw error;
-      }
-      const record = await store.get(owner, kernelId);
-      if (!record) throw notFound(kernelId);
-      if (record.state === "dead") throw deadError(kernelId);
-      if (Date.now() >= waitUntil) {
-        throw record.state === "starting"
-          ? new KernelStartingError(`kernel '${kernelId}' is still starting`, { retryAfterSeconds: 1 })
-          : new KernelBusyError(`kernel '${kernelId}' is running another cell`, { retryAfterSeconds: 1 });
-      }
-      // Jittered and capped low: waiters that have waited longest must not poll least often, or
-      // newcomers overtake them and the tail grows (measured by `npm run bench:load`).
-      await sleep(Math.random() * Math.min(5 * 2 ** attempt, LEASE_POLL_MAX_MS));
     }
   }
 }

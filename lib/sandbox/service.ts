@@ -1,12 +1,14 @@
 import type { Backend } from "../backends/port.ts";
 import type { KernelView, StartRequest } from "../core/kernel.ts";
 import type { RunResult } from "../core/run-result.ts";
+import { KernelFiles } from "./files.ts";
 import { Housekeeping, type ReapReport } from "./housekeeping.ts";
 import { KernelAccess, type KernelRecords, type SandboxSettings } from "./kernel-access.ts";
 import { KernelLifecycle, type StartOutcome } from "./lifecycle.ts";
 import { KernelRuns, type RunLimits } from "./runs.ts";
 
 export type { KernelView, StartRequest } from "../core/kernel.ts";
+export type { FileBytes, FileLimits, PutOutcome } from "./files.ts";
 export type { ReapReport } from "./housekeeping.ts";
 export type { KernelRecords, SandboxSettings } from "./kernel-access.ts";
 export type { StartOutcome } from "./lifecycle.ts";
@@ -16,10 +18,12 @@ export type { RunLimits } from "./runs.ts";
  * Start, run, get and stop, per caller, plus the passes that clean up after them: the one object
  * handlers, the queue consumer and the dev server hold. Stateless but for a cache of kernel refs:
  * every call reads what it needs from the store, so any container can serve any kernel. The work
- * is done in three rooms sharing one {@link KernelAccess}: `lifecycle.ts`, `runs.ts` and
+ * is done in rooms sharing one {@link KernelAccess}: `lifecycle.ts`, `runs.ts`, `files.ts` and
  * `housekeeping.ts`.
  */
 export class SandboxService {
+  /** Files in and out of the caller's kernels, each request under the kernel's lease (see {@link KernelFiles}). */
+  readonly files: KernelFiles;
   private readonly lifecycle: KernelLifecycle;
   private readonly runs: KernelRuns;
   private readonly housekeeping: Housekeeping;
@@ -28,6 +32,7 @@ export class SandboxService {
     const kernels = new KernelAccess(store, backend, settings);
     this.lifecycle = new KernelLifecycle(kernels);
     this.runs = new KernelRuns(kernels);
+    this.files = new KernelFiles(kernels);
     this.housekeeping = new Housekeeping(kernels);
   }
 

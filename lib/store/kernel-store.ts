@@ -158,20 +158,22 @@ export class KernelStore {
   /**
    * Takes the run lease of a ready kernel and touches `lastActivityAt` in the same write, returning
    * the record. Fails when there is no such ready kernel or another run holds a live lease.
+   * `touch: false` leaves the activity alone: the reaper's own work must not keep a kernel alive.
    */
   async acquireLease(
     owner: string,
     kernelId: string,
     leaseId: string,
     leaseUntil: number,
+    touch = true,
   ): Promise<KernelRecord> {
+    const activity = touch ? ", lastActivityAt = :now, expiresAt = :exp" : "";
     const out = await storeCall(() =>
       this.client.send(
         new UpdateCommand({
           TableName: this.table,
           Key: key(owner, kernelId),
-          UpdateExpression:
-            "SET leaseId = :lease, leaseUntil = :until, lastActivityAt = :now, expiresAt = :exp",
+          UpdateExpression: `SET leaseId = :lease, leaseUntil = :until${activity}`,
           ConditionExpression:
             "attribute_exists(pk) AND #state = :ready AND (attribute_not_exists(leaseUntil) OR leaseUntil < :nowMs)",
           ExpressionAttributeNames: { "#state": "state" },
@@ -179,9 +181,8 @@ export class KernelStore {
             ":lease": leaseId,
             ":until": leaseUntil,
             ":ready": "ready",
-            ":now": new Date().toISOString(),
             ":nowMs": Date.now(),
-            ":exp": this.expiry(),
+            ...(touch ? { ":now": new Date().toISOString(), ":exp": this.expiry() } : {}),
           },
           ReturnValues: "ALL_NEW",
         }),
@@ -198,16 +199,24 @@ export class KernelStore {
     });
   }
 
-  /** Gives the lease back; a lease already taken over or a record already gone is fine. */
-  async releaseLease(owner: string, kernelId: string, leaseId: string): Promise<void> {
+  /**
+   * Gives the lease back, touching `lastActivityAt` unless `touch` is false; a lease already taken
+   * over or a record already gone is fine.
+   */
+  async releaseLease(owner: string, kernelId: string, leaseId: string, touch = true): Promise<void> {
     await storeCall(() =>
       this.client.send(
         new UpdateCommand({
           TableName: this.table,
           Key: key(owner, kernelId),
-          UpdateExpression: "SET lastActivityAt = :now REMOVE leaseId, leaseUntil",
+          UpdateExpression: touch
+            ? "SET lastActivityAt = :now REMOVE leaseId, leaseUntil"
+            : "REMOVE leaseId, leaseUntil",
           ConditionExpression: "leaseId = :lease",
-          ExpressionAttributeValues: { ":lease": leaseId, ":now": new Date().toISOString() },
+          ExpressionAttributeValues: {
+            ":lease": leaseId,
+            ...(touch ? { ":now": new Date().toISOString() } : {}),
+          },
         }),
       ),
     ).catch(ignoreConditionFailed);

@@ -16,8 +16,8 @@ import {
   synthesize,
 } from "./harness.ts";
 
-/** The functions that start, run, check or stop kernels, and so speak ZeroMQ to the pods. */
-const ZEROMQ_FUNCTIONS = ["start", "get", "stop", "run", "queue", "reaper"] as const;
+/** The functions that start, run, check or stop kernels or move their files, and so speak ZeroMQ to the pods. */
+const ZEROMQ_FUNCTIONS = ["start", "get", "stop", "run", "files", "queue", "reaper"] as const;
 
 describe("PyboxStack (cluster backend, EKS, VPC, x86_64)", () => {
   let s: Synthesized;

@@ -109,7 +109,7 @@ describe("PyboxStack (gateway backend, defaults)", () => {
     });
 
     it("stop HTTP functions within API Gateway's 30 s and keep runs and starts inside that", () => {
-      for (const name of ["start", "get", "stop", "run", "enqueue", "result"] as const) {
+      for (const name of ["start", "get", "stop", "run", "files", "enqueue", "result"] as const) {
         const props = s.functionProps(name);
         assert.equal(props.Timeout, HTTP_FUNCTION_TIMEOUT.toSeconds(), name);
         const env = (props.Environment as { Variables: Record<string, string> }).Variables;

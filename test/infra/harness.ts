@@ -16,7 +16,7 @@ export interface TemplateResource {
 }
 
 /**
- * One synthesized stack and what tests ask of it. Bundling eight functions takes seconds, so each
+ * One synthesized stack and what tests ask of it. Bundling nine functions takes seconds, so each
  * test file builds its stack once (in `before`) and shares it.
  */
 export interface Synthesized {

@@ -52,6 +52,7 @@ describe("config", () => {
         queue: { maxReceives: 5 },
         idleTimeoutSeconds: 3_600,
         maxKernelsPerCaller: 10,
+        files: { maxFileBytes: 100 * 1024 ** 2 },
         startTimeoutMs: 60_000,
         recordTtlSeconds: 604_800,
         local: {
@@ -102,6 +103,7 @@ describe("config", () => {
         PYBOX_RUN_RESULT_TTL_SECONDS: "600",
         PYBOX_IDLE_TIMEOUT_SECONDS: "5",
         PYBOX_MAX_KERNELS_PER_CALLER: "3",
+        PYBOX_MAX_FILE_BYTES: "1048576",
         PORT: "9090",
       };
 
@@ -132,6 +134,7 @@ describe("config", () => {
         },
         idleTimeoutSeconds: 5,
         maxKernelsPerCaller: 3,
+        files: { maxFileBytes: 1_048_576 },
         startTimeoutMs: 4_000,
         recordTtlSeconds: 3_600,
         local: {

@@ -7,9 +7,10 @@ import type { RunResult } from "../../core/run-result.ts";
 import { BackendError, BackendUnavailableError, KernelLaunchError } from "../../errors.ts";
 import { KernelClient } from "../../jupyter/client.ts";
 import { ConnectionInfoSchema, hasAllPorts } from "../../jupyter/connection.ts";
+import { evaluate } from "../../jupyter/execution.ts";
 import { logger } from "../../logger.ts";
 import { kernelUsername } from "../kernel-username.ts";
-import type { Backend, RunOptions, StartSpec } from "../port.ts";
+import type { Backend, HelperRequest, RunOptions, StartSpec } from "../port.ts";
 import {
   connectionAnnotation,
   isReady,
@@ -126,6 +127,16 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
     const client = new KernelClient(ref.connection);
     try {
       return await client.execute(code, options);
+    } finally {
+      client.close();
+    }
+  }
+
+  async helper<T>(ref: ClusterKernelRef, request: HelperRequest<T>): Promise<T> {
+    const { code, expression, schema, timeoutMs } = request;
+    const client = new KernelClient(ref.connection);
+    try {
+      return await evaluate(client, expression, schema, { code, timeoutMs });
     } finally {
       client.close();
     }

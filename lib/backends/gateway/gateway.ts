@@ -7,10 +7,10 @@ import {
   KernelStuckError,
   RunOutcomeUnknownError,
 } from "../../errors.ts";
-import { type RunOutcome, runCode, runSilently } from "../../jupyter/execution.ts";
+import { evaluate, type RunOutcome, runCode, runSilently } from "../../jupyter/execution.ts";
 import { logger } from "../../logger.ts";
 import { kernelUsername } from "../kernel-username.ts";
-import type { Backend, RunOptions, StartSpec } from "../port.ts";
+import type { Backend, HelperRequest, RunOptions, StartSpec } from "../port.ts";
 import {
   type GatewayKernelModel,
   type GatewaySettings,
@@ -133,6 +133,18 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
       }
       return result;
     });
+  }
+
+  /**
+   * Over one websocket, as a run. A 4 MiB chunk goes out as a message of about 5.6 MB, under
+   * tornado's default `websocket_max_message_size` (10 MiB) that jupyter_server and EG apply to
+   * what clients send; what comes back is bounded by `ws`'s 100 MiB `maxPayload`.
+   */
+  async helper<T>(ref: GatewayKernelRef, request: HelperRequest<T>): Promise<T> {
+    const { code, expression, schema, timeoutMs } = request;
+    return withConnection(ref, await this.options.settings(), (transport) =>
+      evaluate(transport, expression, schema, { code, timeoutMs }),
+    );
   }
 
   async interrupt(ref: GatewayKernelRef): Promise<void> {

@@ -28,8 +28,9 @@ import {
 } from "../../errors.ts";
 import { KernelClient } from "../../jupyter/client.ts";
 import { ConnectionInfoSchema } from "../../jupyter/connection.ts";
+import { evaluate } from "../../jupyter/execution.ts";
 import { logger } from "../../logger.ts";
-import type { Backend, KernelInventory, RunOptions, StartSpec } from "../port.ts";
+import type { Backend, HelperRequest, KernelInventory, RunOptions, StartSpec } from "../port.ts";
 import { isRunning, readProcess, signalGroup } from "../process.ts";
 import { closedFolders } from "./bwrap.ts";
 import {
@@ -269,19 +270,14 @@ export class LocalBackend implements Backend<LocalKernelRef> {
   }
 
   async run(ref: LocalKernelRef, code: string, options: RunOptions): Promise<RunResult> {
-    const client = new KernelClient(ref.connection);
-    const death = new AbortController();
-    const check = () =>
-      void isRunning(ref).then((alive) => {
-        if (!alive) death.abort(new KernelDiedError("the kernel process has exited"));
-      });
-    const watch = setInterval(check, PROCESS_POLL_MS);
-    try {
-      return await client.execute(code, { ...options, signal: death.signal });
-    } finally {
-      clearInterval(watch);
-      client.close();
-    }
+    return this.connected(ref, (client, signal) => client.execute(code, { ...options, signal }));
+  }
+
+  async helper<T>(ref: LocalKernelRef, request: HelperRequest<T>): Promise<T> {
+    const { code, expression, schema, timeoutMs } = request;
+    return this.connected(ref, (client, signal) =>
+      evaluate(client, expression, schema, { code, timeoutMs, signal }),
+    );
   }
 
   async interrupt(ref: LocalKernelRef): Promise<void> {
@@ -330,6 +326,29 @@ export class LocalBackend implements Backend<LocalKernelRef> {
     await this.cleanUp(ref);
     await rm(refFile(this.options.stateDir, ref.id), { force: true });
     logger.info("local kernel stopped", { kernel: ref.id, pid: ref.pid });
+  }
+
+  /**
+   * One client for one request, closed after it; `signal` aborts once the kernel's process is
+   * gone, so a request to a kernel that died ends at once.
+   */
+  private async connected<T>(
+    ref: LocalKernelRef,
+    use: (client: KernelClient, signal: AbortSignal) => Promise<T>,
+  ): Promise<T> {
+    const client = new KernelClient(ref.connection);
+    const death = new AbortController();
+    const check = () =>
+      void isRunning(ref).then((alive) => {
+        if (!alive) death.abort(new KernelDiedError("the kernel process has exited"));
+      });
+    const watch = setInterval(check, PROCESS_POLL_MS);
+    try {
+      return await use(client, death.signal);
+    } finally {
+      clearInterval(watch);
+      client.close();
+    }
   }
 
   /** Removes a kernel's folders and gives a lent cwd back to its owner. */

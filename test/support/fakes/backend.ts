@@ -3,13 +3,14 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type {
   Backend,
   BackendName,
+  HelperRequest,
   KernelInventory,
   KernelRef,
   RunOptions,
   StartSpec,
 } from "../../../lib/backends/port.ts";
 import type { RunResult } from "../../../lib/core/run-result.ts";
-import { KernelDiedError, KernelStuckError } from "../../../lib/errors.ts";
+import { BackendError, KernelDiedError, KernelStuckError } from "../../../lib/errors.ts";
 
 /** One kernel of the fake backend, as a test inspects it. */
 export interface FakeKernel {
@@ -24,7 +25,12 @@ export interface FakeKernel {
   readonly ran: string[];
   /** The options each run that went out was bounded by. */
   readonly options: RunOptions[];
+  /** The helper requests it was sent, in order (silent set-up and files alike). */
+  readonly helpers: HelperRequest<unknown>[];
 }
+
+/** What a fake kernel answers a helper request with, before the request's schema checks it. */
+export type HelperAnswer = (kernel: FakeKernel, request: HelperRequest<unknown>) => unknown;
 
 /** How a fake backend behaves from the start. */
 export interface FakeBackendOptions {
@@ -46,6 +52,12 @@ export class FakeBackend implements Backend {
   readonly kernels: FakeKernel[] = [];
   /** How long each start takes. */
   startDelayMs = 0;
+  /**
+   * Answers helper requests; by default `null`, what the silent set-up helpers (the kernel's root,
+   * the sweep of abandoned uploads) answer. It runs no Python: tests of files set an answer that
+   * stands for the kernel's. Helper requests are not held by {@link pause}.
+   */
+  answerHelper: HelperAnswer = () => null;
   private startFailure: Error | undefined;
   private gate: { promise: Promise<void>; open: () => void } | undefined;
 
@@ -85,6 +97,7 @@ export class FakeBackend implements Backend {
       stuck: false,
       ran: [],
       options: [],
+      helpers: [],
     };
     this.kernels.push(kernel);
     return this.refTo(kernel);
@@ -106,6 +119,7 @@ export class FakeBackend implements Backend {
       executionCount: kernel.ran.length,
       durationMs: 0,
       truncated: false,
+      artifacts: [],
     };
     if (!kernel.stuck) return result;
     throw new KernelStuckError("the kernel did not come back from an interrupt", {
@@ -117,6 +131,20 @@ export class FakeBackend implements Backend {
         traceback: [],
       },
     });
+  }
+
+  async helper<T>(ref: KernelRef, request: HelperRequest<T>): Promise<T> {
+    const kernel = this.kernelAt(ref);
+    if (kernel?.status !== "running") throw new KernelDiedError("the fake kernel is gone");
+    kernel.helpers.push(request);
+    const answer = await this.answerHelper(kernel, request);
+    if (kernel.status !== "running")
+      throw new KernelDiedError("the fake kernel went away during a helper request");
+    const checked = request.schema.safeParse(answer);
+    if (!checked.success) {
+      throw new BackendError("the fake kernel's helper answer does not fit the request; set answerHelper");
+    }
+    return checked.data;
   }
 
   async interrupt(_ref: KernelRef): Promise<void> {}

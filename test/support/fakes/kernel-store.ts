@@ -84,12 +84,14 @@ export class FakeKernelStore implements KernelStoreApi {
     kernelId: string,
     leaseId: string,
     leaseUntil: number,
+    touch = true,
   ): Promise<KernelRecord> {
     this.maybeFail("acquireLease");
     const current = this.items.get(key(owner, kernelId));
     const free = current?.leaseUntil === undefined || current.leaseUntil < Date.now();
     if (current?.state !== "ready" || !free) throw lost();
-    return this.write({ ...current, leaseId, leaseUntil, lastActivityAt: new Date().toISOString() });
+    const activity = touch ? { lastActivityAt: new Date().toISOString() } : {};
+    return this.write({ ...current, leaseId, leaseUntil, ...activity });
   }
 
   async touch(record: KernelRecord): Promise<void> {
@@ -98,11 +100,12 @@ export class FakeKernelStore implements KernelStoreApi {
     if (current) this.write({ ...current, lastActivityAt: new Date().toISOString() });
   }
 
-  async releaseLease(owner: string, kernelId: string, leaseId: string): Promise<void> {
+  async releaseLease(owner: string, kernelId: string, leaseId: string, touch = true): Promise<void> {
     this.maybeFail("releaseLease");
     const current = this.items.get(key(owner, kernelId));
     if (current?.leaseId !== leaseId) return;
-    this.write({ ...withoutLease(current), lastActivityAt: new Date().toISOString() });
+    const activity = touch ? { lastActivityAt: new Date().toISOString() } : {};
+    this.write({ ...withoutLease(current), ...activity });
   }
 
   async markDead(record: KernelRecord): Promise<void> {

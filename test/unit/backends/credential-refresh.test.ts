@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import * as z from "zod";
 import { refreshingCredentials } from "../../../lib/backends/credential-refresh.ts";
 import type { Backend, KernelRef } from "../../../lib/backends/port.ts";
 import { BackendUnavailableError, CredentialsRejectedError } from "../../../lib/errors.ts";
@@ -23,7 +24,9 @@ function failingBackend(error: Error | undefined): Backend {
         executionCount: 1,
         durationMs: 1,
         truncated: false,
+        artifacts: [],
       }),
+    helper: (_ref, request) => answer(request.schema.parse(null)),
     interrupt: () => answer(undefined),
     isAlive: () => answer(true),
     stop: () => answer(undefined),
@@ -47,7 +50,11 @@ describe("credential-refresh", () => {
       await assert.rejects(backend.start({ owner: "o", kernelId: "k", env: {} }), CredentialsRejectedError);
       await assert.rejects(backend.isAlive(ref), CredentialsRejectedError);
       await assert.rejects(backend.stop(ref), CredentialsRejectedError);
-      assert.equal(reloads, 3);
+      await assert.rejects(
+        backend.helper(ref, { code: "", expression: "None", schema: z.null(), timeoutMs: 1_000 }),
+        CredentialsRejectedError,
+      );
+      assert.equal(reloads, 4);
     });
 
     it("leaves credentials alone on other failures and on success", async () => {

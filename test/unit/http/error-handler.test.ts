@@ -276,6 +276,8 @@ describe("error-handler", () => {
         KERNEL_STARTING: 409,
         KERNEL_STOPPED: 409,
         RUN_CONFLICT: 409,
+        UPLOAD_CONFLICT: 409,
+        FOLDER_NOT_EMPTY: 409,
         PAYLOAD_TOO_LARGE: 413,
         CAPACITY: 429,
         STORE_UNAVAILABLE: 503,

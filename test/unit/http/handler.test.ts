@@ -10,7 +10,7 @@ import * as z from "zod";
 import { NotFoundError } from "../../../lib/errors.ts";
 import { type HttpLambda, httpHandler } from "../../../lib/http/handler.ts";
 import { json } from "../../../lib/http/responses.ts";
-import type { HttpRequest } from "../../../lib/http/routes.ts";
+import type { HttpRequest } from "../../../lib/http/route-spec.ts";
 import { KernelPathSchema, RunBodySchema, StartBodySchema } from "../../../lib/http/schemas.ts";
 import { logger } from "../../../lib/logger.ts";
 
@@ -76,10 +76,11 @@ function echoRoute<P extends z.ZodType, B extends z.ZodType>(schemas: {
   body?: B;
   maxBodyBytes?: number;
 }) {
-  const calls: Array<Omit<HttpRequest<z.infer<P>, z.infer<B>>, "context">> = [];
+  const calls: Array<Pick<HttpRequest<z.infer<P>, z.infer<B>>, "owner" | "params" | "body">> = [];
   const lambda: HttpLambda = httpHandler({
     ...schemas,
-    handle: async ({ context: _context, ...request }) => {
+    handle: async ({ owner, params, body }) => {
+      const request = { owner, params, body };
       calls.push(request);
       return json(200, request);
     },

@@ -11,6 +11,7 @@ export function testSettings(change: Partial<SandboxSettings> = {}): SandboxSett
     operatorEnv: { OPERATOR_ONLY: "operator", SHARED: "operator" },
     startTimeoutMs: 5_000,
     maxKernelsPerCaller: 10,
+    files: { maxFileBytes: 1_000_000 },
     ...change,
     run: {
       defaultTimeoutMs: 5_000,
