@@ -39,8 +39,19 @@ def _is_start(case):
     return case.operation.method.upper() == "POST" and case.operation.path == "/kernels"
 
 
+def _is_files(case):
+    return case.operation.path.startswith("/kernels/{kernelId}/files")
+
+
 @schemathesis.hook
 def before_call(context, case, kwargs):
+    # File routes with a valid kernel id reach the example kernel, so fuzzed paths, bodies and
+    # ranges meet a real kernel's files rather than a 404 for a kernel that does not exist.
+    if _is_files(case):
+        kernel_id = (case.path_parameters or {}).get("kernelId")
+        if isinstance(kernel_id, str) and KERNEL_ID.fullmatch(kernel_id):
+            case.path_parameters["kernelId"] = KEPT
+        return
     if not _is_start(case) or not isinstance(case.body, dict):
         return
     cwd = case.body.get("cwd")
@@ -83,6 +94,19 @@ const CHECKS = [
   "use_after_free",
 ];
 
+/** The file routes' operations, as the document must declare them. */
+const FILE_OPERATIONS = [
+  "PUT /kernels/{kernelId}/files/{path}",
+  "GET /kernels/{kernelId}/files/{path}",
+  "DELETE /kernels/{kernelId}/files/{path}",
+  "GET /kernels/{kernelId}/files",
+];
+
+/** An OpenAPI document, as far as these tests read it. */
+interface OpenApiDocument {
+  paths: Record<string, Record<string, { requestBody?: { content?: Record<string, { schema?: unknown }> } }>>;
+}
+
 function run(
   command: string,
   args: string[],
@@ -102,7 +126,7 @@ function run(
   });
 }
 
-describe("Schemathesis against the local API", { timeout: 300_000 }, () => {
+describe("Schemathesis against the local API", { timeout: 600_000 }, () => {
   let server: LocalApi | undefined;
   let scratch: string | undefined;
 
@@ -112,28 +136,20 @@ describe("Schemathesis against the local API", { timeout: 300_000 }, () => {
     await mkdir(join(scratch, "cwd"));
     await writeFile(join(scratch, "hooks.py"), HOOKS);
     server = await startLocalApi();
+    // The file routes are fuzzed against this kernel (see the hooks); starts find it as well.
+    const kept = await server.api.as(CALLER).start({ kernelId: KEPT_KERNEL });
+    assert.ok(kept.status === 201 || kept.status === 200, kept.text);
   });
 
-  after(async () => {
-    await server?.stop();
-    if (scratch) await rm(scratch, { recursive: true, force: true });
-  });
-
-  it("finds no server error, no answer off the document and no invalid input accepted", async () => {
-    // Arrange
-    assert.ok(server && scratch);
-    const url = server.api.baseUrl;
-    const args = [
+  /** Schemathesis' command line for the document at the server, with `extra` arguments. */
+  function schemathesisArgs(url: string, extra: string[]): string[] {
+    return [
       "run",
       `${url}/openapi.json`,
       "--url",
       url,
       "--checks",
       CHECKS.join(","),
-      "--phases",
-      "examples,coverage,fuzzing,stateful",
-      "--max-examples",
-      "100",
       "--workers",
       "1",
       "--seed",
@@ -143,20 +159,42 @@ describe("Schemathesis against the local API", { timeout: 300_000 }, () => {
       "--header",
       `Authorization: Bearer ${CALLER}`,
       "--no-color",
+      ...extra,
     ];
+  }
 
-    // Act
-    const started = Date.now();
-    const { code, output } = await run(join(TOOLS_ENV.dir, "bin", "schemathesis"), args, {
+  function runSchemathesis(args: string[]) {
+    assert.ok(server && scratch);
+    return run(join(TOOLS_ENV.dir, "bin", "schemathesis"), args, {
       // Its cwd gets Schemathesis' own example database: the scratch folder, not the repository.
       cwd: scratch,
       env: {
         ...process.env,
         SCHEMATHESIS_HOOKS: join(scratch, "hooks.py"),
-        PYBOX_FUZZ_BASE_URL: url,
+        PYBOX_FUZZ_BASE_URL: server.api.baseUrl,
         PYBOX_FUZZ_CWD_ROOT: join(scratch, "cwd"),
       },
     });
+  }
+
+  after(async () => {
+    await server?.stop();
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  });
+
+  it("finds no server error, no answer off the document and no invalid input accepted", async () => {
+    // Arrange
+    assert.ok(server);
+    const args = schemathesisArgs(server.api.baseUrl, [
+      "--phases",
+      "examples,coverage,fuzzing,stateful",
+      "--max-examples",
+      "100",
+    ]);
+
+    // Act
+    const started = Date.now();
+    const { code, output } = await runSchemathesis(args);
 
     // Assess
     assert.equal(code, 0, `schemathesis ${args.join(" ")} exited with ${code}:\n${output}`);
@@ -164,5 +202,57 @@ describe("Schemathesis against the local API", { timeout: 300_000 }, () => {
     const kernels = await readdir(join(server.stateDir, "kernels")).catch(() => []);
     assert.ok(kernels.length <= 1, `fuzzing left ${kernels.length} kernels running:\n${output}`);
     console.log(`schemathesis passed in ${Math.round((Date.now() - started) / 1000)} s`);
+  });
+
+  it("is given the file routes, with binary bodies in and out", async () => {
+    // Arrange
+    assert.ok(server);
+
+    // Act
+    const res = await fetch(`${server.api.baseUrl}/openapi.json`);
+    const document = (await res.json()) as OpenApiDocument;
+
+    // Assess
+    const declared = Object.entries(document.paths).flatMap(([path, operations]) =>
+      Object.keys(operations).map((method) => `${method.toUpperCase()} ${path}`),
+    );
+    for (const operation of FILE_OPERATIONS)
+      assert.ok(declared.includes(operation), `${operation} in ${declared}`);
+    const put = document.paths["/kernels/{kernelId}/files/{path}"]?.put;
+    assert.ok(put?.requestBody?.content?.["application/octet-stream"], JSON.stringify(put?.requestBody));
+  });
+
+  it("fuzzes the file routes against a real kernel with no server error and nothing written outside it", async () => {
+    // Arrange
+    assert.ok(server);
+    const api = server.api.as(CALLER);
+    // The stateful phase of the first run may have followed a link to stop the example kernel.
+    const kept = await api.start({ kernelId: KEPT_KERNEL });
+    assert.ok(kept.status === 201 || kept.status === 200, kept.text);
+    const parentOfRoot = "sorted(os.listdir(os.path.dirname(os.getcwd())))";
+    const before = await api.eval(KEPT_KERNEL, `import os\n${parentOfRoot}`);
+    const args = schemathesisArgs(server.api.baseUrl, [
+      "--include-path-regex",
+      "/files",
+      "--phases",
+      "examples,coverage,fuzzing",
+      "--max-examples",
+      "150",
+    ]);
+
+    // Act
+    const started = Date.now();
+    const { code, output } = await runSchemathesis(args);
+
+    // Assess
+    assert.equal(code, 0, `schemathesis ${args.join(" ")} exited with ${code}:\n${output}`);
+    assert.match(output, /No issues found/, output);
+    assert.equal(
+      await api.eval(KEPT_KERNEL, `import os\n${parentOfRoot}`),
+      before,
+      "nothing appeared beside the working directory",
+    );
+    assert.equal(await api.eval(KEPT_KERNEL, "6 * 7"), "42", "the kernel survived the fuzzing");
+    console.log(`schemathesis (file routes) passed in ${Math.round((Date.now() - started) / 1000)} s`);
   });
 });

@@ -1,0 +1,136 @@
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+
+/**
+ * `bench/results/summary.json`: the figures that matter, machine-readable, one line each
+ * (`{metric, value, unit, target, met}`), derived from every bench's own results file. Run last by
+ * `npm run bench`; a bench not run yet simply contributes nothing.
+ */
+
+/** One line of the summary; `target` and `met` are null where a figure has no target. */
+export interface SummaryMetric {
+  metric: string;
+  value: number;
+  unit: string;
+  target: string | null;
+  met: boolean | null;
+}
+
+const RESULTS = join(import.meta.dirname, "results");
+
+type Json = Record<string, unknown>;
+
+async function results(name: string): Promise<Json | undefined> {
+  const text = await readFile(join(RESULTS, `${name}.json`), "utf8").catch(() => undefined);
+  return text === undefined ? undefined : (JSON.parse(text) as Json);
+}
+
+/** A number at a path of a results file (the files are ours; a missing figure is skipped). */
+function at(value: unknown, ...path: string[]): number | undefined {
+  let node = value;
+  for (const key of path) node = node && typeof node === "object" ? (node as Json)[key] : undefined;
+  return typeof node === "number" ? node : undefined;
+}
+
+function metric(
+  name: string,
+  value: number | undefined,
+  unit: string,
+  target?: { le?: number; ge?: number },
+) {
+  if (value === undefined) return [];
+  const bound = target?.le ?? target?.ge;
+  const met =
+    target?.le !== undefined ? value <= target.le : target?.ge !== undefined ? value >= target.ge : null;
+  return [
+    {
+      metric: name,
+      value,
+      unit,
+      target: bound === undefined ? null : `${target?.le !== undefined ? "<=" : ">="} ${bound}`,
+      met,
+    },
+  ];
+}
+
+/** The round trip benches of the ZeroMQ backends (local kernels, the cluster test rig). */
+function roundTrip(prefix: string, r: Json | undefined): SummaryMetric[] {
+  if (!r) return [];
+  return [
+    ...metric(
+      `${prefix}.run_p50`,
+      at(r, "runs", "c. full path: HTTP → handler → DynamoDB → kernel", "p50"),
+      "ms",
+    ),
+    ...metric(
+      `${prefix}.raw_zeromq_fresh_sockets_p50`,
+      at(r, "runs", "b. raw ZeroMQ, fresh sockets per run", "p50"),
+      "ms",
+    ),
+    ...metric(`${prefix}.overhead_over_fresh_sockets_p50`, at(r, "fullPathOverFreshSocketsP50Ms"), "ms", {
+      le: 3,
+    }),
+    ...metric(`${prefix}.start_p50`, at(r, "start", "p50"), "ms"),
+  ];
+}
+
+const [local, cluster, gateway, load, bundles, files, artifacts] = await Promise.all(
+  ["local", "cluster", "gateway", "load", "bundles", "files", "artifacts"].map(results),
+);
+
+const summary: SummaryMetric[] = [
+  ...roundTrip("local", local),
+  ...roundTrip("cluster", cluster),
+  ...metric("gateway.run_p50_over_pybox", at(gateway, "results", "1+1", "ratio"), "ratio", { le: 1 }),
+  ...metric("load.http_runs_per_second", at(load, "http", "throughputPerSecond"), "runs/s"),
+  ...metric("load.http_p99", at(load, "http", "latencyMs", "p99"), "ms"),
+  ...metric("load.lost_runs", at(load, "lostRuns"), "runs", { le: 0 }),
+  ...metric("load.duplicated_runs", at(load, "duplicatedRuns"), "runs", { le: 0 }),
+  ...((bundles?.results as Json[] | undefined) ?? []).flatMap((bundle) => [
+    ...metric(`bundles.${bundle.backend}.${bundle.function}.bytes`, at(bundle, "bytes"), "bytes", {
+      le: at(bundles, "targets", "bytes") ?? Number.POSITIVE_INFINITY,
+    }),
+    ...metric(`bundles.${bundle.backend}.${bundle.function}.init_p50`, at(bundle, "init", "p50"), "ms", {
+      le: at(bundles, "targets", "initMs") ?? Number.POSITIVE_INFINITY,
+    }),
+  ]),
+  ...["local", "gateway"].flatMap((backend) =>
+    ["1 MB", "20 MB"].flatMap((size) =>
+      ["upload", "download"].flatMap((way) =>
+        metric(
+          `files.${backend}.${way}_${size.replace(" ", "")}`,
+          at(files, "backends", backend, "transfer", size, way, "mbps"),
+          "MB/s",
+        ),
+      ),
+    ),
+  ),
+  ...["local", "gateway"].flatMap((backend) =>
+    metric(
+      `files.${backend}.artifacts_overhead_p50_1000_files`,
+      at(files, "backends", backend, "runs", "overheadP50Ms"),
+      "ms",
+      {
+        le: 2,
+      },
+    ),
+  ),
+  ...metric(
+    "artifacts.local.tracker_overhead_p50_1000_files",
+    at(artifacts, "overheadP50Ms", "idle", "on"),
+    "ms",
+    {
+      le: 2,
+    },
+  ),
+  ...metric(
+    "artifacts.local.scan_fallback_overhead_p50_1000_files",
+    at(artifacts, "overheadP50Ms", "idle", "scan"),
+    "ms",
+  ),
+];
+
+await writeFile(join(RESULTS, "summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
+console.log(
+  `Wrote bench/results/summary.json: ${summary.length} figures, ${summary.filter((m) => m.met === false).length} off target.`,
+);
