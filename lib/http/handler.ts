@@ -47,9 +47,6 @@ export function httpHandler<P extends z.ZodType, B extends z.ZodType, Q extends 
     .handler(async (event, context) => {
       const owner = callerOf(event.requestContext);
       const params = route.params ? validate(route.params, event.pathParameters ?? {}, "path") : undefined;
-      // Every later line of this request names the kernel (injectLambdaContext resets it after).
-      const kernelId: unknown = (params as { kernelId?: unknown } | undefined)?.kernelId;
-      if (typeof kernelId === "string") logger.appendKeys({ kernelId });
       const query = route.query
         ? validate(route.query, event.queryStringParameters ?? {}, "query")
         : undefined;
@@ -57,10 +54,9 @@ export function httpHandler<P extends z.ZodType, B extends z.ZodType, Q extends 
       const bytes = route.binaryBody ? readBinaryBody(event, maxBodyBytes) : undefined;
       const raw = route.body ? readJsonBody(event, maxBodyBytes) : undefined;
       const body = route.body ? validate(route.body, raw === NO_BODY ? {} : raw, "body") : undefined;
-      const bodyKernelId: unknown = (body as { kernelId?: unknown } | undefined)?.kernelId;
-      if (typeof kernelId !== "string" && typeof bodyKernelId === "string") {
-        logger.appendKeys({ kernelId: bodyKernelId });
-      }
+      // Every later line of this request names the kernel (injectLambdaContext resets it after).
+      const kernelId = kernelIdOf(params) ?? kernelIdOf(body);
+      if (kernelId !== undefined) logger.appendKeys({ kernelId });
       return route.handle({
         owner,
         params: params as z.infer<P>,
@@ -132,6 +128,12 @@ function readJsonBody(event: APIGatewayProxyEventV2, maxBytes: number): unknown 
   } catch {
     throw new ValidationError("request body is not valid JSON");
   }
+}
+
+/** The validated `kernelId` of a path or a body, when it has one. */
+function kernelIdOf(value: unknown): string | undefined {
+  const kernelId: unknown = (value as { kernelId?: unknown } | undefined)?.kernelId;
+  return typeof kernelId === "string" ? kernelId : undefined;
 }
 
 /** A body of bytes (an upload chunk): whatever its content-type, never parsed. */

@@ -4,7 +4,6 @@ import { FILE_CHUNK_BYTES, FileInfoSchema, FileListingSchema, UploadProgressSche
 import { KernelViewSchema } from "../core/kernel.ts";
 import { RunResultSchema } from "../core/run-result.ts";
 import { RunViewSchema } from "../core/run-view.ts";
-import { PayloadTooLargeError } from "../errors.ts";
 import { CONTENT_RANGE, chunkOf, contentTypeOf, filePathOf, RANGE, rangeOf } from "./file-requests.ts";
 import { binary, json } from "./responses.ts";
 import { type ErrorStatus, route } from "./route-spec.ts";
@@ -201,15 +200,10 @@ export const ROUTE_CATALOGUE = {
       202: { description: "A chunk is in; send the one starting at `received`.", body: UploadProgressSchema },
     },
     errors: [...COMMON_ERRORS, 404, 409, 502],
-    handle: async ({ sandbox, config }, { owner, params, bytes, headers, rawPath, context }) => {
+    handle: async ({ sandbox }, { owner, params, bytes, headers, rawPath, context }) => {
+      // The service checks the chunk against the body and the file's size against the limit.
       const body = bytes ?? Buffer.alloc(0);
-      const chunk = chunkOf(headers["content-range"], body.length);
-      const size = chunk?.total ?? body.length;
-      if (size > config.files.maxFileBytes) {
-        throw new PayloadTooLargeError(
-          `the file is larger than this server's ${config.files.maxFileBytes} bytes`,
-        );
-      }
+      const chunk = chunkOf(headers["content-range"]);
       const outcome = await sandbox.files.put(owner, params.kernelId, filePathOf(rawPath), body, chunk, {
         deadline: deadlineOf(context),
       });

@@ -31,9 +31,6 @@ const VERSION = createHash("sha256").update(SOURCE).digest("hex").slice(0, 16);
 /** Installs the helpers into `sys.modules["_pybox_files"]` unless this version is there; touches no user name. */
 const INSTALL = `if getattr(__import__("sys").modules.get("_pybox_files"), "VERSION", None) != "${VERSION}": exec(${JSON.stringify(SOURCE)}, {"VERSION": "${VERSION}", "__name__": "_pybox_files"})`;
 
-/** The prefix of temporary upload files, which no listing, artifact or read shows. */
-export const UPLOAD_TEMP_PREFIX = ".pybox-upload-";
-
 /** An upload that took no chunk for this long is abandoned: its temporary file goes at the next chance. */
 export const ABANDONED_UPLOAD_SECONDS = 3_600;
 

@@ -1,3 +1,6 @@
+/** The name an upload has until its last chunk is in: hidden, so listings and artifacts skip it. */
+export const UPLOAD_TEMP_PREFIX = ".pybox-upload-";
+
 /**
  * Python of the kernel side of files, part one: how a caller's relative path becomes a descriptor
  * of a folder inside the kernel's root, and what a file is (size, time, SHA-256). Installed with
@@ -13,7 +16,7 @@ export const FILE_PATHS_PY = String.raw`
 import base64, errno, hashlib, json, os, stat, sys, time, types
 from datetime import datetime, timezone
 
-TEMP = ".pybox-upload-"
+TEMP = ${JSON.stringify(UPLOAD_TEMP_PREFIX)}
 SKIP = ("__pycache__", ".ipynb_checkpoints")
 DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 NOFOLLOW = os.O_NOFOLLOW
