@@ -38,6 +38,7 @@ export type KernelRecords = Pick<
   | "acquireLease"
   | "releaseLease"
   | "markDead"
+  | "retire"
   | "clearLease"
   | "delete"
   | "countLive"

@@ -69,17 +69,23 @@ export class KernelLifecycle {
     return toView(record);
   }
 
-  /** Stops the caller's kernel and forgets it; stopping a kernel that is gone already succeeds. */
+  /**
+   * Stops the caller's kernel and forgets it; stopping a kernel that is gone already succeeds. The
+   * record is retired before the kernel is killed, so a run dying under the stop always reads
+   * "stopped"; a record replaced meanwhile (a concurrent restart) is left to its new owner.
+   */
   async stop(owner: string, kernelId: string): Promise<void> {
+    const { store, backend } = this.kernels;
     this.kernels.forget(owner, kernelId);
-    const record = await this.kernels.store.get(owner, kernelId);
+    const record = await store.get(owner, kernelId);
     if (!record) return;
     const ref = this.kernels.readableRef(record);
-    if (ref) {
-      await this.kernels.sweepBeforeStop(record, ref);
-      await this.kernels.backend.stop(ref);
-    }
-    await this.kernels.store.delete(record);
+    if (!ref) return await store.delete(record);
+    await this.kernels.sweepBeforeStop(record, ref);
+    const retired = await store.retire(record);
+    if (!retired) return;
+    await backend.stop(ref);
+    await store.delete(retired);
   }
 
   /**

@@ -9,7 +9,7 @@ import {
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
 import * as z from "zod";
-import { CorruptRecordError } from "../errors.ts";
+import { ConditionFailedError, CorruptRecordError } from "../errors.ts";
 import { logger } from "../logger.ts";
 import { expiresIn } from "./dynamodb.ts";
 import { ignoreConditionFailed, storeCall } from "./errors.ts";
@@ -230,6 +230,38 @@ export class KernelStore {
       { ":dead": "dead" },
       { "#state": "state" },
     );
+  }
+
+  /**
+   * Retires this incarnation before its kernel is stopped: dead, under a new incarnation, lease
+   * dropped. A run or request dying under the stop then reads a changed incarnation and says
+   * "stopped", not "died". Returns the retired record, or undefined when the record was replaced or
+   * deleted meanwhile (the newer state wins).
+   */
+  async retire(record: KernelRecord): Promise<KernelRecord | undefined> {
+    try {
+      const { Attributes } = await storeCall(() =>
+        this.client.send(
+          new UpdateCommand({
+            TableName: this.table,
+            Key: key(record.owner, record.kernelId),
+            UpdateExpression: "SET #state = :dead, incarnation = :next REMOVE leaseId, leaseUntil",
+            ConditionExpression: "incarnation = :incarnation",
+            ExpressionAttributeNames: { "#state": "state" },
+            ExpressionAttributeValues: {
+              ":dead": "dead",
+              ":next": randomUUID(),
+              ":incarnation": record.incarnation,
+            },
+            ReturnValues: "ALL_NEW",
+          }),
+        ),
+      );
+      return Attributes ? toRecord(Attributes) : undefined;
+    } catch (error) {
+      if (error instanceof ConditionFailedError) return undefined;
+      throw error;
+    }
   }
 
   /** Drops the lease of this incarnation: its holder is known gone (the dev server after a crash). */

@@ -114,6 +114,13 @@ export class FakeKernelStore implements KernelStoreApi {
     if (current) this.write({ ...withoutLease(current), state: "dead" });
   }
 
+  async retire(record: KernelRecord): Promise<KernelRecord | undefined> {
+    this.maybeFail("retire");
+    const current = this.sameIncarnation(record);
+    if (!current) return undefined;
+    return this.write({ ...withoutLease(current), state: "dead", incarnation: randomUUID() });
+  }
+
   async clearLease(record: KernelRecord): Promise<void> {
     this.maybeFail("clearLease");
     const current = this.sameIncarnation(record);

@@ -188,6 +188,29 @@ describe("KernelRuns", { timeout: 10_000 }, () => {
       await assert.rejects(run, KernelStoppedError);
     });
 
+    it("answers KernelStoppedError when the run ends before the stop has forgotten the kernel", async () => {
+      // Prepare: the run notices its kernel gone the moment the backend kills it, while the stop
+      // has yet to delete the record.
+      const { lifecycle, runs, backend } = sandbox();
+      await lifecycle.start("alice", { kernelId: "k" });
+      const held = backend.pause();
+      const run = runs.run("alice", "k", "long");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const kill = backend.stop.bind(backend);
+      backend.stop = async (ref) => {
+        backend.stop = kill;
+        await kill(ref);
+        held.resume();
+        await run.catch(() => undefined);
+      };
+
+      // Act
+      await lifecycle.stop("alice", "k");
+
+      // Assess
+      await assert.rejects(run, KernelStoppedError);
+    });
+
     it("runs in the kernel another container put in place of the one this container remembers", async () => {
       // Prepare
       const { lifecycle, runs, backend, store } = sandbox();
