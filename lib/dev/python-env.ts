@@ -9,6 +9,8 @@ import { PROJECT_ROOT } from "../config.ts";
 export interface PythonEnv {
   dir: string;
   requirements: string;
+  /** Project folders installed editable (`pip install -e`), with extras: the project's own packages. */
+  editable?: readonly string[];
 }
 
 /** The kernels' environment (ipykernel, pandas, matplotlib): what `npm start` needs. */
@@ -29,6 +31,16 @@ export const TOOLS_ENV: PythonEnv = {
   requirements: join(PROJECT_ROOT, "python", "requirements-tools.txt"),
 };
 
+/**
+ * tablegpt-agent 0.2.27 from PyPI with this project's Python client (`clients/python`, editable)
+ * and pytest: the acceptance suite drives the agent's own `IPythonTool` through our client.
+ */
+export const CLIENT_ENV: PythonEnv = {
+  dir: join(PROJECT_ROOT, ".venv-client"),
+  requirements: join(PROJECT_ROOT, "python", "requirements-client.txt"),
+  editable: ["clients/python[aws]"],
+};
+
 /** Kept for readers of the default kernel interpreter path. */
 export const VENV_DIR = KERNEL_ENV.dir;
 
@@ -44,9 +56,11 @@ export async function ensurePythonEnv(
   const bin = join(env.dir, "bin");
   const python = join(bin, "python");
   const marker = join(env.dir, ".pybox-requirements.sha256");
-  const wanted = createHash("sha256")
-    .update(await readFile(env.requirements))
-    .digest("hex");
+  const hash = createHash("sha256").update(await readFile(env.requirements));
+  // An editable package's own dependencies live in its pyproject.toml: a change there rebuilds too.
+  for (const spec of env.editable ?? [])
+    hash.update(await readFile(join(PROJECT_ROOT, editableDir(spec), "pyproject.toml")));
+  const wanted = hash.digest("hex");
   const have = existsSync(marker) ? (await readFile(marker, "utf8")).trim() : "";
   if (existsSync(python) && have === wanted) return bin;
 
@@ -60,10 +74,21 @@ export async function ensurePythonEnv(
     "--disable-pip-version-check",
     "-r",
     env.requirements,
+    ...(env.editable ?? []).flatMap((spec) => ["-e", join(PROJECT_ROOT, editableDir(spec)) + extrasOf(spec)]),
   ]);
   await writeFile(marker, `${wanted}\n`);
   say(`Python environment ${env.dir} ready.`);
   return bin;
+}
+
+/** `clients/python[aws]` → `clients/python`. */
+function editableDir(spec: string): string {
+  return spec.replace(/\[.*\]$/, "");
+}
+
+/** `clients/python[aws]` → `[aws]`. */
+function extrasOf(spec: string): string {
+  return /\[.*\]$/.exec(spec)?.[0] ?? "";
 }
 
 function exec(command: string, args: string[]): Promise<void> {
