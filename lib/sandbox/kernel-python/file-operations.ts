@@ -6,6 +6,7 @@
  * chunk in order (the kernel keeps each upload's total and SHA-256 so far in `_pybox.files`), and
  * renamed over the target with the last chunk. Plain ASCII, no backticks.
  */
+// biome-ignore lint/complexity/noUselessStringRaw: Python source; raw keeps a backslash added later Python's.
 export const FILE_OPERATIONS_PY = String.raw`
 def write(a, payload):
     rel, start, total = a["path"], a["start"], a["total"]
