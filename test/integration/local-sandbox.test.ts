@@ -134,6 +134,22 @@ describe("sandboxed local kernels (bubblewrap)", { timeout: 300_000 }, () => {
     await assert.rejects(readFile("/tmp/scratch.txt"), { code: "ENOENT" });
   });
 
+  it("has a /dev/shm of its own, so multiprocessing's locks and pools work", async () => {
+    const hostShm = `/dev/shm/pybox-host-${process.pid}`;
+    await writeFile(hostShm, "host");
+    const code = [
+      "import multiprocessing, os",
+      "lock = multiprocessing.Lock()",
+      "with multiprocessing.Pool(2) as pool:",
+      "    print(sum(pool.map(abs, [-1, -2, -3])), os.listdir('/dev/shm'))",
+    ].join("\n");
+
+    const seen = await inKernel(api, "jailed", code).finally(() => rm(hostShm, { force: true }));
+
+    assert.match(seen.trim(), /^6 \[/, seen);
+    assert.doesNotMatch(seen, /pybox-host-/, "the host's shared memory is not the kernel's");
+  });
+
   it("sees none of the host's processes, variables, credentials or other kernels' keys", async () => {
     const neighbourDir = dirname(
       (await inKernel(api, "neighbour", "import os\nprint(os.environ['IPYTHONDIR'])")).trim(),

@@ -38,6 +38,9 @@ export interface KernelJail {
   uid?: number;
 }
 
+/** A kernel's `/dev/shm`: Docker's default size, or less when its `/tmp` is smaller. */
+const SHM_BYTES = 64 * 1024 ** 2;
+
 /**
  * What a root sandbox keeps until `setpriv` drops to the kernel's uid (which clears them all): the
  * rights to change uid, and to enter a cwd now owned by that uid.
@@ -60,6 +63,8 @@ export function jailedCommand(
   mounts.add("--dev", "/dev");
   mounts.add("--proc", "/proc");
   mounts.tmpfs("/tmp", { sizeBytes: limits.tmpBytes, mode: "1777" });
+  // POSIX semaphores and shared memory (multiprocessing, joblib under scikit-learn) live here.
+  mounts.tmpfs("/dev/shm", { sizeBytes: Math.min(SHM_BYTES, limits.tmpBytes), mode: "1777" });
   // Host sockets live under /run (D-Bus, systemd, agents, docker.sock); a read-only bind does not
   // stop a connect(), so they are hidden, as /tmp's are.
   mounts.tmpfs("/run");

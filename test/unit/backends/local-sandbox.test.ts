@@ -43,6 +43,7 @@ describe("jailedCommand", () => {
       "--dev /dev",
       "--proc /proc",
       "--tmpfs /tmp",
+      "--tmpfs /dev/shm",
       "--tmpfs /run",
       "--tmpfs /root",
       "--bind /data/project",
@@ -74,6 +75,26 @@ describe("jailedCommand", () => {
       "--tmpfs",
       "/tmp",
     ]);
+  });
+
+  it("gives the kernel its own /dev/shm for semaphores, no bigger than its /tmp", () => {
+    const small = { ...DEFAULT_KERNEL_LIMITS, tmpBytes: 8 * 1024 ** 2 };
+    for (const [limits, size] of [
+      [DEFAULT_KERNEL_LIMITS, 64 * 1024 ** 2],
+      [small, small.tmpBytes],
+    ] as const) {
+      const { args } = jailedCommand({ bwrap: "bwrap", prlimit: "prlimit" }, JAIL, limits, KERNEL);
+
+      const at = args.indexOf("/dev/shm");
+      assert.deepEqual(args.slice(at - 5, at + 1), [
+        "--size",
+        String(size),
+        "--perms",
+        "1777",
+        "--tmpfs",
+        "/dev/shm",
+      ]);
+    }
   });
 
   it("as a normal user: a user namespace without capabilities, then the rlimits, then the kernel", () => {
