@@ -38,6 +38,21 @@ export const HTTP_INVOCATION_TIMEOUT_MS = 29_000;
  */
 export const SYNC_RUN_LIMIT_MS = 20_000;
 
+/**
+ * Kernel profile presets (`PYBOX_KERNEL_PROFILE`): a project-local environment with the packages
+ * an agent's code expects, and the IPython profile, inside that environment, its kernels start
+ * with. The profile is the one the agent's package installs, never a copy kept here.
+ */
+export const KERNEL_PROFILES = {
+  tablegpt: {
+    venv: join(PROJECT_ROOT, ".venv-tablegpt"),
+    profile: join("share", "ipykernel", "profile", "tablegpt"),
+  },
+} as const;
+
+/** The environment local kernels use when neither `PYBOX_PYTHON` nor a preset says otherwise. */
+export const DEFAULT_KERNEL_VENV = join(PROJECT_ROOT, ".venv");
+
 /** Roomy for pandas and matplotlib work, small enough that a runaway kernel can't take the machine. */
 export const DEFAULT_KERNEL_LIMITS: KernelLimits = {
   memoryBytes: 4 * 1024 ** 3,
@@ -55,6 +70,8 @@ const EnvSchema = z.object({
   PYBOX_KERNEL_ENV_FILE: optionalText,
   PYBOX_KERNEL_ENV: optionalText,
   PYBOX_PYTHON: optionalText,
+  PYBOX_KERNEL_PROFILE: z.preprocess(blankAsUnset, z.enum(["tablegpt"]).optional()),
+  PYBOX_KERNEL_PROFILE_DIR: optionalText,
   PYBOX_GATEWAY_URL: optionalText.pipe(z.url({ protocol: /^https?$/ }).optional()),
   PYBOX_GATEWAY_TOKEN: optionalText,
   PYBOX_GATEWAY_TOKEN_SECRET: optionalText,
@@ -151,6 +168,8 @@ export interface KernelLimits {
 /** The local backend's settings. */
 export interface LocalConfig {
   python: string;
+  /** The IPython profile folder every kernel starts from (each kernel gets its own copy). */
+  profileDir?: string;
   stateDir: string;
   /** `auto` confines kernels with bubblewrap where it works, `bwrap` requires it, `off` never uses it. */
   sandbox: "auto" | "bwrap" | "off";
@@ -296,7 +315,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     startTimeoutMs: e.PYBOX_START_TIMEOUT_MS,
     recordTtlSeconds: e.PYBOX_RECORD_TTL_SECONDS,
     local: {
-      python: resolve(e.PYBOX_PYTHON ?? join(PROJECT_ROOT, ".venv", "bin", "python")),
+      ...kernelInterpreter(e),
       stateDir,
       sandbox: e.PYBOX_LOCAL_SANDBOX,
       ...(e.PYBOX_LOCAL_CWD_ROOTS ? { cwdRoots: cwdRoots(e.PYBOX_LOCAL_CWD_ROOTS) } : {}),
@@ -379,4 +398,18 @@ function clusterConfig(e: z.infer<typeof EnvSchema>, operatorEnv: Record<string,
     cullingIntervalSeconds: e.PYBOX_CLUSTER_CULLING_INTERVAL_SECONDS,
     image,
   };
+}
+
+/**
+ * The local kernels' interpreter and profile: `PYBOX_PYTHON` and `PYBOX_KERNEL_PROFILE_DIR` win;
+ * a preset fills in what they leave unset, its profile taken from whichever environment runs the
+ * kernels (`<prefix>/share/…`, where pip installs it).
+ */
+function kernelInterpreter(e: z.infer<typeof EnvSchema>): Pick<LocalConfig, "python" | "profileDir"> {
+  const preset = e.PYBOX_KERNEL_PROFILE ? KERNEL_PROFILES[e.PYBOX_KERNEL_PROFILE] : undefined;
+  const python = resolve(e.PYBOX_PYTHON ?? join(preset?.venv ?? DEFAULT_KERNEL_VENV, "bin", "python"));
+  const profileDir = e.PYBOX_KERNEL_PROFILE_DIR
+    ? resolve(e.PYBOX_KERNEL_PROFILE_DIR)
+    : preset && join(dirname(dirname(python)), preset.profile);
+  return profileDir ? { python, profileDir } : { python };
 }

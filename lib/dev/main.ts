@@ -3,7 +3,7 @@ import { type Config, loadConfig } from "../config.ts";
 import { PortInUseError, StateDirLockedError } from "../errors.ts";
 import { startLocalStack } from "./local-stack.ts";
 import { provideSandboxTools } from "./prerequisites.ts";
-import { ensurePythonEnv, KERNEL_ENV, VENV_DIR } from "./python-env.ts";
+import { ensurePythonEnv, kernelEnvOf } from "./python-env.ts";
 import { lockStateDir } from "./state-lock.ts";
 
 /**
@@ -14,7 +14,8 @@ async function main(): Promise<void> {
   const config = loadConfig();
   await holdStateDir(config.local.stateDir);
   if (config.backend === "local" && config.local.sandbox !== "off") await provideSandboxTools();
-  if (config.local.python.startsWith(VENV_DIR)) await ensurePythonEnv(KERNEL_ENV);
+  const kernelEnv = kernelEnvOf(config.local.python);
+  if (kernelEnv) await ensurePythonEnv(kernelEnv);
 
   if (config.backend === "local") await reportIsolation(config);
   const stack = await startLocalStack(config).catch((error: unknown) => {

@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { PROJECT_ROOT } from "../config.ts";
+import { DEFAULT_KERNEL_VENV, KERNEL_PROFILES, PROJECT_ROOT } from "../config.ts";
 
 /** A project-local Python environment and the pinned requirements it is built from. */
 export interface PythonEnv {
@@ -11,11 +11,15 @@ export interface PythonEnv {
   requirements: string;
   /** Project folders installed editable (`pip install -e`), with extras: the project's own packages. */
   editable?: readonly string[];
+  /** The requirements are a complete lock, installed with `--no-deps`: exactly these, nothing more. */
+  lock?: boolean;
+  /** Python programs (`-c` code) run by the env's interpreter after the install, part of the build. */
+  finish?: readonly string[];
 }
 
 /** The kernels' environment (ipykernel, pandas, matplotlib): what `npm start` needs. */
 export const KERNEL_ENV: PythonEnv = {
-  dir: join(PROJECT_ROOT, ".venv"),
+  dir: DEFAULT_KERNEL_VENV,
   requirements: join(PROJECT_ROOT, "python", "requirements.txt"),
 };
 
@@ -41,8 +45,29 @@ export const CLIENT_ENV: PythonEnv = {
   editable: ["clients/python[aws]"],
 };
 
-/** Kept for readers of the default kernel interpreter path. */
-export const VENV_DIR = KERNEL_ENV.dir;
+/**
+ * The `tablegpt` kernel profile preset (`PYBOX_KERNEL_PROFILE=tablegpt`): tablegpt-agent's kernel
+ * packages and its IPython profile, apart from `.venv` because tablegpt-agent needs pandas<3. The
+ * build copies mplfonts' CJK fonts into matplotlib's font folder (what `mplfonts init` does, with no
+ * network), so the profile's `use_font("Noto Serif CJK SC")` finds them inside the sandbox.
+ */
+export const TABLEGPT_KERNEL_ENV: PythonEnv = {
+  dir: KERNEL_PROFILES.tablegpt.venv,
+  requirements: join(PROJECT_ROOT, "python", "requirements-tablegpt.txt"),
+  lock: true,
+  finish: [
+    // A throwaway MPLCONFIGDIR: a font list cached before the copy would hide the fonts.
+    "import os, tempfile\nwith tempfile.TemporaryDirectory() as d:\n    os.environ['MPLCONFIGDIR'] = d\n    from mplfonts.util.manage import install_fonts\n    install_fonts()",
+  ],
+};
+
+/**
+ * The project-local kernel environment `python` is the interpreter of, if it is one: `npm start`
+ * builds that one on first use, and leaves an interpreter of the operator's own alone.
+ */
+export function kernelEnvOf(python: string): PythonEnv | undefined {
+  return [KERNEL_ENV, TABLEGPT_KERNEL_ENV].find((env) => join(env.dir, "bin", "python") === python);
+}
 
 /**
  * Makes sure an environment exists with its pinned requirements installed. The first call creates
@@ -60,6 +85,7 @@ export async function ensurePythonEnv(
   // An editable package's own dependencies live in its pyproject.toml: a change there rebuilds too.
   for (const spec of env.editable ?? [])
     hash.update(await readFile(join(PROJECT_ROOT, editableDir(spec), "pyproject.toml")));
+  if (env.lock || env.finish) hash.update(JSON.stringify([env.lock, env.finish]));
   const wanted = hash.digest("hex");
   const have = existsSync(marker) ? (await readFile(marker, "utf8")).trim() : "";
   if (existsSync(python) && have === wanted) return bin;
@@ -72,10 +98,12 @@ export async function ensurePythonEnv(
     "install",
     "--quiet",
     "--disable-pip-version-check",
+    ...(env.lock ? ["--no-deps"] : []),
     "-r",
     env.requirements,
     ...(env.editable ?? []).flatMap((spec) => ["-e", join(PROJECT_ROOT, editableDir(spec)) + extrasOf(spec)]),
   ]);
+  for (const program of env.finish ?? []) await exec(python, ["-c", program]);
   await writeFile(marker, `${wanted}\n`);
   say(`Python environment ${env.dir} ready.`);
   return bin;

@@ -1,8 +1,16 @@
-import { CLIENT_ENV, ensurePythonEnv, GATEWAY_ENV, KERNEL_ENV, TOOLS_ENV } from "./python-env.ts";
+import {
+  CLIENT_ENV,
+  ensurePythonEnv,
+  GATEWAY_ENV,
+  KERNEL_ENV,
+  TABLEGPT_KERNEL_ENV,
+  TOOLS_ENV,
+} from "./python-env.ts";
 
 /**
  * `npm run setup:python`: prepares every project-local Python environment the tests and the bench
- * use (the kernel env, Enterprise Gateway, jupyter_server and pybox, and tablegpt-agent with the
- * project's Python client). `npm test` calls it.
+ * use (the kernel env and the tablegpt preset's, Enterprise Gateway, jupyter_server and pybox, and
+ * tablegpt-agent with the project's Python client). `npm test` calls it.
  */
-for (const env of [KERNEL_ENV, GATEWAY_ENV, TOOLS_ENV, CLIENT_ENV]) await ensurePythonEnv(env);
+for (const env of [KERNEL_ENV, TABLEGPT_KERNEL_ENV, GATEWAY_ENV, TOOLS_ENV, CLIENT_ENV])
+  await ensurePythonEnv(env);

@@ -212,6 +212,54 @@ describe("config", () => {
       assert.equal(config.local.python, resolve("bin/python"));
     });
 
+    describe("kernel profiles", () => {
+      it("starts kernels with no profile and the project's .venv by default", () => {
+        // Act
+        const config = loadConfig({});
+
+        // Assess
+        assert.equal(config.local.python, join(PROJECT_ROOT, ".venv", "bin", "python"));
+        assert.equal(config.local.profileDir, undefined);
+      });
+
+      it("gives the tablegpt preset its own environment and the profile tablegpt-agent installs in it", () => {
+        // Act
+        const config = loadConfig({ PYBOX_KERNEL_PROFILE: "tablegpt" });
+
+        // Assess
+        const venv = join(PROJECT_ROOT, ".venv-tablegpt");
+        assert.equal(config.local.python, join(venv, "bin", "python"));
+        assert.equal(config.local.profileDir, join(venv, "share", "ipykernel", "profile", "tablegpt"));
+      });
+
+      it("takes the preset's profile from the operator's interpreter when PYBOX_PYTHON is set", () => {
+        // Act
+        const config = loadConfig({
+          PYBOX_KERNEL_PROFILE: "tablegpt",
+          PYBOX_PYTHON: "/opt/agent/bin/python",
+        });
+
+        // Assess
+        assert.equal(config.local.python, "/opt/agent/bin/python");
+        assert.equal(config.local.profileDir, "/opt/agent/share/ipykernel/profile/tablegpt");
+      });
+
+      it("lets PYBOX_KERNEL_PROFILE_DIR name the profile, resolved to an absolute path", () => {
+        // Act
+        const own = loadConfig({ PYBOX_KERNEL_PROFILE_DIR: "profiles/team" });
+        const both = loadConfig({
+          PYBOX_KERNEL_PROFILE: "tablegpt",
+          PYBOX_KERNEL_PROFILE_DIR: "/srv/profile",
+        });
+
+        // Assess
+        assert.equal(own.local.profileDir, resolve("profiles/team"));
+        assert.equal(own.local.python, join(PROJECT_ROOT, ".venv", "bin", "python"));
+        assert.equal(both.local.profileDir, "/srv/profile");
+        assert.equal(both.local.python, join(PROJECT_ROOT, ".venv-tablegpt", "bin", "python"));
+      });
+    });
+
     it("treats blank optional text as unset", () => {
       // Act
       const config = loadConfig({ AWS_REGION: "  ", PYBOX_DYNAMODB_ENDPOINT: "" });
@@ -228,6 +276,7 @@ describe("config", () => {
       ["a port above 65535", { PORT: "65536" }, "PORT"],
       ["a negative port", { PORT: "-1" }, "PORT"],
       ["an unknown backend", { PYBOX_BACKEND: "kubernetes" }, "PYBOX_BACKEND"],
+      ["an unknown kernel profile preset", { PYBOX_KERNEL_PROFILE: "jupyter" }, "PYBOX_KERNEL_PROFILE"],
       ["a table name that is too short", { PYBOX_TABLE: "ab" }, "PYBOX_TABLE"],
       [
         "an endpoint that is not a URL",

@@ -30,7 +30,7 @@ export interface Jail {
 
 /**
  * Starts ipykernel with `connectionFile` as its own process group (it outlives the request), its
- * output in `kernel.log` beside the connection file.
+ * output in `kernel.log` beside the connection file. `profileDir` is the profile it starts with.
  */
 export function spawnKernel(
   python: string,
@@ -39,6 +39,7 @@ export function spawnKernel(
   env: Record<string, string>,
   jail: Jail | undefined,
   limits: KernelLimits,
+  profileDir?: string,
 ): ChildProcess {
   // In the sandbox the cwd may hold files an earlier kernel left: `-P` keeps `-m` from importing
   // a planted `ipykernel_launcher.py` from it, and the cwd joins `sys.path` only once the kernel
@@ -54,6 +55,7 @@ export function spawnKernel(
     "-f",
     connectionFile,
     "--HistoryManager.enabled=False",
+    ...(profileDir ? [`--profile-dir=${profileDir}`] : []),
     ...safe.args,
   ];
   const { file, args } = jail

@@ -41,6 +41,7 @@ import {
   spawnKernel,
   waitForPorts,
 } from "./launch.ts";
+import { kernelProfile } from "./profile.ts";
 import {
   cwdRefusal,
   type Interpreter,
@@ -83,6 +84,8 @@ export interface LocalBackendOptions {
   limits?: KernelLimits;
   /** When set, a sandboxed kernel's `cwd` must be inside one of these folders. */
   cwdRoots?: string[];
+  /** The IPython profile every kernel starts from (`PYBOX_KERNEL_PROFILE_DIR` or a preset's). */
+  profileDir?: string;
 }
 
 /** mkdir failures that mean the asked-for directory can't exist, as opposed to a broken host. */
@@ -170,6 +173,7 @@ export class LocalBackend implements Backend<LocalKernelRef> {
       throw cause;
     });
     await mkdir(join(runtimeDir, "ipython"), { recursive: true });
+    const profile = this.options.profileDir && (await kernelProfile(this.options.profileDir, runtimeDir));
     const socketDir = sandbox ? await mkdtemp(join(tmpdir(), "pybox-k-")) : undefined;
     const connectionFile = join(runtimeDir, "connection.json");
     await writeFile(connectionFile, JSON.stringify(freshConnection(socketDir)), { mode: 0o600 });
@@ -222,6 +226,7 @@ export class LocalBackend implements Backend<LocalKernelRef> {
       env,
       jail,
       this.options.limits ?? DEFAULT_KERNEL_LIMITS,
+      profile,
     );
     const pid = child.pid;
     if (pid === undefined) throw new BackendUnavailableError("the kernel process could not be spawned");
