@@ -1,10 +1,10 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GATEWAY_ENV, KERNEL_ENV, TOOLS_ENV } from "../../lib/dev/python-env.ts";
+import { GATEWAY_ENV, KERNEL_ENV, TABLEGPT_KERNEL_ENV, TOOLS_ENV } from "../../lib/dev/python-env.ts";
 import { freePort } from "./free-port.ts";
 
 /** Which server plays the gateway: Enterprise Gateway, or a plain jupyter_server. */
@@ -22,14 +22,27 @@ export interface RunningGateway {
 /** Variables EG passes on to kernels beyond `KERNEL_*` (its `client_envs` allowlist), for the env tests. */
 export const GATEWAY_CLIENT_ENVS = ["TEAM", "PROJECT", "SHARED"];
 
-/** How the gateway's one kernelspec, `python3`, starts kernels. */
+/** The example kernelspec the README tells operators to install, and the prefix it assumes. */
+const TABLEGPT_KERNELSPEC = join(
+  import.meta.dirname,
+  "..",
+  "..",
+  "deploy",
+  "gateway",
+  "kernelspecs",
+  "python3-tablegpt",
+);
+const TABLEGPT_PREFIX = "/opt/tablegpt";
+
+/** How the gateway's kernelspecs start kernels. */
 export interface GatewayOptions {
   /**
    * `cd`: like EG's container kernel images, start in `KERNEL_WORKING_DIR` when the gateway passes
    * one (the default). `stock`: the spec `ipykernel install` writes, which starts every kernel in
-   * the gateway's own directory, as a stock EG with local kernels does.
+   * the gateway's own directory, as a stock EG with local kernels does. `tablegpt`: `cd`, plus the
+   * shipped example `python3-tablegpt` with its prefix pointed at the project's `.venv-tablegpt`.
    */
-  kernelSpec?: "cd" | "stock";
+  kernelSpec?: "cd" | "stock" | "tablegpt";
 }
 
 /**
@@ -61,6 +74,14 @@ export async function startGateway(
     join(spec, "kernel.json"),
     JSON.stringify({ argv, display_name: "Python 3 (pybox)", language: "python" }),
   );
+  if (options.kernelSpec === "tablegpt") {
+    const example = await readFile(join(TABLEGPT_KERNELSPEC, "kernel.json"), "utf8");
+    await mkdir(join(home, "share", "kernels", "python3-tablegpt"));
+    await writeFile(
+      join(home, "share", "kernels", "python3-tablegpt", "kernel.json"),
+      example.replaceAll(TABLEGPT_PREFIX, TABLEGPT_KERNEL_ENV.dir),
+    );
+  }
   const port = await freePort();
   const token = randomBytes(16).toString("hex");
   const env = {
