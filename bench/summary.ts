@@ -74,8 +74,8 @@ function roundTrip(prefix: string, r: Json | undefined): SummaryMetric[] {
   ];
 }
 
-const [local, cluster, gateway, load, bundles, files, artifacts] = await Promise.all(
-  ["local", "cluster", "gateway", "load", "bundles", "files", "artifacts"].map(results),
+const [local, cluster, gateway, load, bundles, files, artifacts, pythonClient] = await Promise.all(
+  ["local", "cluster", "gateway", "load", "bundles", "files", "artifacts", "python-client"].map(results),
 );
 
 const summary: SummaryMetric[] = [
@@ -126,6 +126,23 @@ const summary: SummaryMetric[] = [
   ...metric(
     "artifacts.local.scan_fallback_overhead_p50_1000_files",
     at(artifacts, "overheadP50Ms", "idle", "scan"),
+    "ms",
+  ),
+  ...metric("python_client.local.run_p50", at(pythonClient, "series", "client_no_cwd", "p50"), "ms"),
+  ...metric(
+    "python_client.local.over_plain_http_p50",
+    at(pythonClient, "overhead", "clientOverHttpP50Ms"),
+    "ms",
+  ),
+  ...metric(
+    "python_client.local.mirror_unchanged_10_files_overhead_p50",
+    at(pythonClient, "overhead", "unchangedMirrorP50Ms"),
+    "ms",
+    { le: 2 },
+  ),
+  ...metric(
+    "python_client.local.mirror_one_changed_file_overhead_p50",
+    at(pythonClient, "overhead", "oneChangedFileP50Ms"),
     "ms",
   ),
 ];
