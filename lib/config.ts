@@ -1,8 +1,11 @@
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as z from "zod";
+import type { ClusterConfig, Config, KernelLimits, LocalConfig } from "./config-types.ts";
 import { ConfigError } from "./errors.ts";
 import { loadOperatorEnv } from "./operator-env.ts";
+
+export type { ClusterConfig, Config, GatewayConfig, KernelLimits, LocalConfig } from "./config-types.ts";
 
 /** The repository root, for defaults that point at the project's own venv and state folder. */
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -62,6 +65,12 @@ export const DEFAULT_KERNEL_LIMITS: KernelLimits = {
   tmpBytes: 512 * 1024 ** 2,
 };
 
+/** A Kubernetes resource quantity (`500m`, `2`, `4Gi`). */
+const quantity = z
+  .string()
+  .trim()
+  .regex(/^\d+(\.\d+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$/, "a quantity such as 500m or 4Gi");
+
 const EnvSchema = z.object({
   PYBOX_BACKEND: z.enum(["local", "gateway", "cluster"]).default("local"),
   PYBOX_TABLE: z.string().trim().min(3).max(255).default("pybox-kernels"),
@@ -92,6 +101,14 @@ const EnvSchema = z.object({
     .default("default"),
   PYBOX_CLUSTER_IDLE_TIMEOUT_SECONDS: int(0, 7 * 24 * 3600, 3600),
   PYBOX_CLUSTER_CULLING_INTERVAL_SECONDS: int(1, 24 * 3600, 60),
+  PYBOX_CLUSTER_CPU: quantity.default("1"),
+  PYBOX_CLUSTER_MEMORY: quantity.default("4Gi"),
+  PYBOX_CLUSTER_EPHEMERAL_STORAGE: quantity.default("2Gi"),
+  PYBOX_CLUSTER_SERVICE_ACCOUNT: z
+    .string()
+    .trim()
+    .regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, "a Kubernetes name")
+    .default("pybox-kernel-monitor"),
   PYBOX_STATE_DIR: optionalText,
   PYBOX_LOCAL_SANDBOX: z.enum(["auto", "bwrap", "off"]).default("auto"),
   PYBOX_LOCAL_CWD_ROOTS: optionalText,
@@ -120,125 +137,6 @@ const EnvSchema = z.object({
   PYBOX_MAX_FILE_BYTES: int(1, 5 * 1024 ** 3, 100 * 1024 ** 2),
   PORT: int(0, 65535, 8080),
 });
-
-/** Where the Enterprise Gateway is and how to authenticate to it. */
-export interface GatewayConfig {
-  url: string;
-  /** The token itself, or the Secrets Manager id holding it (one of the two, or neither for an open gateway). */
-  token?: string;
-  tokenSecret?: string;
-  kernelName: string;
-  requestTimeoutMs: number;
-  /** A caller's `cwd` missing on the kernel's host is made there (`PYBOX_GATEWAY_CREATE_CWD`), not refused with 400. */
-  createCwd: boolean;
-}
-
-/** How to reach the Kubernetes API and what Kernel resources to make. */
-export interface ClusterConfig {
-  namespace: string;
-  /** One way to the API server: a kubeconfig file or secret, an EKS cluster, else in-cluster. */
-  auth:
-    | { kind: "kubeconfig-file"; path: string }
-    | { kind: "kubeconfig-secret"; secretId: string }
-    | { kind: "eks"; cluster: string; endpoint: string; caData: string; region: string }
-    | { kind: "in-cluster" };
-  idleTimeoutSeconds: number;
-  cullingIntervalSeconds: number;
-  /** The kernel image, from the operator's kernel env (`KERNEL_IMAGE`); required. */
-  image: string;
-}
-
-/**
- * What one sandboxed local kernel may use. Enforced as rlimits inside bubblewrap, where they bound
- * that kernel alone (see `lib/backends/local/bwrap.ts`).
- */
-export interface KernelLimits {
-  /** RLIMIT_DATA: heap and private mappings of each process, so a memory bomb gets `MemoryError`. */
-  memoryBytes: number;
-  /** RLIMIT_NPROC: processes and threads of the kernel, so a fork bomb stalls inside it. */
-  processes: number;
-  /** RLIMIT_FSIZE: the largest file it may write. */
-  fileBytes: number;
-  /** RLIMIT_CPU: CPU seconds of each of its processes over its life. */
-  cpuSeconds: number;
-  /** Size of its private `/tmp`. */
-  tmpBytes: number;
-}
-
-/** The local backend's settings. */
-export interface LocalConfig {
-  python: string;
-  /** The IPython profile folder every kernel starts from (each kernel gets its own copy). */
-  profileDir?: string;
-  stateDir: string;
-  /** `auto` confines kernels with bubblewrap where it works, `bwrap` requires it, `off` never uses it. */
-  sandbox: "auto" | "bwrap" | "off";
-  /** When set, a sandboxed kernel's `cwd` must be inside one of these folders. */
-  cwdRoots?: string[];
-  limits: KernelLimits;
-}
-
-/** Everything the product is configured by, parsed and checked once per cold start. */
-export interface Config {
-  backend: "local" | "gateway" | "cluster";
-  table: string;
-  /** Set only to reach a DynamoDB emulator; Lambda uses the SDK's own resolution. */
-  dynamodb: {
-    endpoint?: string;
-    region?: string;
-    credentials?: { accessKeyId: string; secretAccessKey: string };
-  };
-  /** Operator kernel environment: pybox's `env_file` merged with `kernel_env` (which wins). */
-  operatorEnv: Record<string, string>;
-  run: {
-    defaultTimeoutMs: number;
-    maxTimeoutMs: number;
-    interruptGraceMs: number;
-    busyWaitMs: number;
-    maxCodeBytes: number;
-    /**
-     * Response bytes a run's output (data and error) may take: the RunResult, JSON inside the
-     * Lambda response's JSON, stays this plus a small fixed overhead, well under Lambda's 6 MB.
-     */
-    maxOutputBytes: number;
-    /**
-     * Response bytes one output entry (a stream, a display) or the error may take: 1 MiB by
-     * default, or the total when that is smaller; set above the total, it is refused.
-     */
-    maxOutputEntryBytes: number;
-  };
-  /** Queued runs (`POST /kernels/{id}/runs`): bounded by the consumer's timeout and DynamoDB's item size. */
-  asyncRun: {
-    maxTimeoutMs: number;
-    /** A stored result is cut to this many bytes of JSON (an item holds at most 400 KB). */
-    maxResultBytes: number;
-    resultTtlSeconds: number;
-  };
-  /** Where queued runs go; the URL is unset under `npm start`, which queues in-process. */
-  queue: {
-    url?: string;
-    /** The queue's redrive `maxReceiveCount`: the consumer's last chance to close a run it must give up. */
-    maxReceives: number;
-    endpoint?: string;
-    region?: string;
-    credentials?: { accessKeyId: string; secretAccessKey: string };
-  };
-  /** The reaper stops kernels unused for longer than this. */
-  idleTimeoutSeconds: number;
-  /** Live kernels one caller may hold at once. */
-  maxKernelsPerCaller: number;
-  /** Files in and out of kernels: the largest file, in bytes (a bigger upload is refused before any byte). */
-  files: { maxFileBytes: number };
-  startTimeoutMs: number;
-  recordTtlSeconds: number;
-  /** The local backend: its interpreter, its state folder, and how its kernels are confined. */
-  local: LocalConfig;
-  /** Set when `backend` is `gateway`. The token itself is resolved at cold start, never stored here. */
-  gateway?: GatewayConfig;
-  /** Set when `backend` is `cluster`. */
-  cluster?: ClusterConfig;
-  port: number;
-}
 
 /**
  * Parses an environment into a {@link Config}. Pure, so tests pass their own; a wrong value fails
@@ -396,6 +294,12 @@ function clusterConfig(e: z.infer<typeof EnvSchema>, operatorEnv: Record<string,
     auth,
     idleTimeoutSeconds: e.PYBOX_CLUSTER_IDLE_TIMEOUT_SECONDS,
     cullingIntervalSeconds: e.PYBOX_CLUSTER_CULLING_INTERVAL_SECONDS,
+    resources: {
+      cpu: e.PYBOX_CLUSTER_CPU,
+      memory: e.PYBOX_CLUSTER_MEMORY,
+      "ephemeral-storage": e.PYBOX_CLUSTER_EPHEMERAL_STORAGE,
+    },
+    serviceAccount: e.PYBOX_CLUSTER_SERVICE_ACCOUNT,
     image,
   };
 }

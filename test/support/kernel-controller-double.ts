@@ -16,6 +16,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { KERNEL_HOME } from "../../lib/backends/cluster/kernel-resource.ts";
 import { KERNEL_ENV } from "../../lib/dev/python-env.ts";
 import type { KernelObject, KubernetesDouble } from "./k8s-double.ts";
 
@@ -144,7 +145,11 @@ export function startKernelControllerDouble(
 
     m.dir = await mkdtemp(join(tmpdir(), "pybox-kernel-double-"));
     if (m.deleted) return teardown(m);
-    const workDir = container.workingDir ?? join(m.dir, "work");
+    // The image's home is the pod's own scratch volume: here, a folder of this kernel's.
+    const workDir =
+      container.workingDir && container.workingDir !== KERNEL_HOME
+        ? container.workingDir
+        : join(m.dir, "work");
     await mkdir(workDir, { recursive: true });
     const connectionFile = join(m.dir, "connection.json");
     await writeFile(

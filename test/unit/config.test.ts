@@ -260,6 +260,46 @@ describe("config", () => {
       });
     });
 
+    describe("cluster kernel resources", () => {
+      const cluster = {
+        PYBOX_BACKEND: "cluster",
+        PYBOX_KUBECONFIG: "/etc/kube/config",
+        PYBOX_KERNEL_ENV: JSON.stringify({ KERNEL_IMAGE: "elyra/kernel-py:3.2.3" }),
+      };
+
+      it("bounds each kernel container by default: 1 CPU, 4 GiB, 2 GiB of ephemeral storage", () => {
+        // Act
+        const config = loadConfig(cluster);
+
+        // Assess
+        assert.deepEqual(config.cluster?.resources, { cpu: "1", memory: "4Gi", "ephemeral-storage": "2Gi" });
+      });
+
+      it("takes PYBOX_CLUSTER_CPU, _MEMORY and _EPHEMERAL_STORAGE as Kubernetes quantities", () => {
+        // Act
+        const config = loadConfig({
+          ...cluster,
+          PYBOX_CLUSTER_CPU: "500m",
+          PYBOX_CLUSTER_MEMORY: "1.5Gi",
+          PYBOX_CLUSTER_EPHEMERAL_STORAGE: "512Mi",
+        });
+
+        // Assess
+        assert.deepEqual(config.cluster?.resources, {
+          cpu: "500m",
+          memory: "1.5Gi",
+          "ephemeral-storage": "512Mi",
+        });
+      });
+
+      it("refuses a memory that is not a quantity, naming the variable", () => {
+        assertConfigError(
+          () => loadConfig({ ...cluster, PYBOX_CLUSTER_MEMORY: "lots" }),
+          /PYBOX_CLUSTER_MEMORY/,
+        );
+      });
+    });
+
     it("treats blank optional text as unset", () => {
       // Act
       const config = loadConfig({ AWS_REGION: "  ", PYBOX_DYNAMODB_ENDPOINT: "" });

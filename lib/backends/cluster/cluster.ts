@@ -3,6 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { ApiException } from "@kubernetes/client-node";
 import * as z from "zod";
 import { deferred } from "../../async.ts";
+import type { ClusterConfig } from "../../config.ts";
 import type { RunResult } from "../../core/run-result.ts";
 import { BackendError, BackendUnavailableError, KernelLaunchError } from "../../errors.ts";
 import { KernelClient } from "../../jupyter/client.ts";
@@ -19,6 +20,7 @@ import {
   type KernelObject,
   KernelObjectSchema,
   kernelManifest,
+  launchFailure,
   notReadyReason,
 } from "./kernel-resource.ts";
 import { bounded, parseKernel, resource, translateKubeError } from "./kube-api.ts";
@@ -42,6 +44,10 @@ export interface ClusterBackendOptions {
   image: string;
   idleTimeoutSeconds: number;
   cullingIntervalSeconds: number;
+  /** Requests and limits of each kernel container. */
+  resources: ClusterConfig["resources"];
+  /** The kernel pods' ServiceAccount (the monitor's). */
+  serviceAccount: string;
   startTimeoutMs: number;
 }
 
@@ -79,6 +85,8 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
       ...(spec.cwd === undefined ? {} : { workingDir: spec.cwd }),
       idleTimeoutSeconds: this.options.idleTimeoutSeconds,
       cullingIntervalSeconds: this.options.cullingIntervalSeconds,
+      resources: this.options.resources,
+      serviceAccount: this.options.serviceAccount,
     });
     const { custom } = await this.options.clients();
     try {
@@ -151,10 +159,16 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
     }
   }
 
-  /** The resource must exist and be Ready, and the pod's heartbeat must answer. */
+  /**
+   * The resource must exist and be Ready, still announce the kernel we started, and the pod's
+   * heartbeat must answer. The controller replaces a deleted pod under the same Kernel, with a new
+   * kernel (new key, often the same IP): that one is not ours, and its state is not the caller's.
+   */
   async isAlive(ref: ClusterKernelRef): Promise<boolean> {
     const kernel = await this.get(ref.name);
     if (!kernel || !isReady(kernel)) return false;
+    const announced = parseConnection(connectionAnnotation(kernel));
+    if (announced && announced.key !== ref.connection.key) return false;
     const client = new KernelClient(ref.connection);
     try {
       for (let attempt = 0; attempt < 3; attempt++) if (await client.ping()) return true;
@@ -251,6 +265,7 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
       last = read;
       if (!last) throw new KernelLaunchError(`kernel ${name} disappeared while starting`);
       if (isReady(last) && connectionAnnotation(last) !== undefined) return last;
+      failIfHopeless(name, last);
       const began = Date.now();
       const watched = await this.watchUntilReady(name, last.metadata.resourceVersion, deadline);
       if (watched.ready) return watched.ready;
@@ -300,6 +315,11 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
           latest = parsed.data;
           if (isReady(parsed.data) && connectionAnnotation(parsed.data) !== undefined)
             outcome.resolve(parsed.data);
+          try {
+            failIfHopeless(name, parsed.data);
+          } catch (error) {
+            outcome.reject(error);
+          }
         },
         (error: unknown) => {
           const status = (error as { statusCode?: unknown } | null)?.statusCode;
@@ -325,6 +345,12 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
       controller.abort();
     }
   }
+}
+
+/** A start need not wait out its timeout for a pod that will never run. */
+function failIfHopeless(name: string, kernel: KernelObject): void {
+  const failure = launchFailure(kernel);
+  if (failure) throw new KernelLaunchError(`kernel ${name} cannot start: ${failure}`);
 }
 
 /** The annotated connection JSON, if it is a complete, valid connection. */

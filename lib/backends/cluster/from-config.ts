@@ -22,6 +22,8 @@ export function clusterBackendFrom(config: Config): Backend {
     image: cluster.image,
     idleTimeoutSeconds: cluster.idleTimeoutSeconds,
     cullingIntervalSeconds: cluster.cullingIntervalSeconds,
+    resources: cluster.resources,
+    serviceAccount: cluster.serviceAccount,
     startTimeoutMs: config.startTimeoutMs,
   });
   return refreshingCredentials(backend, () => {

@@ -1,4 +1,5 @@
 import * as z from "zod";
+import type { ClusterConfig } from "../../config.ts";
 import { ConfigError } from "../../errors.ts";
 
 /** The jupyter-kernel-controller's custom resource. */
@@ -32,7 +33,47 @@ export interface KernelResourceSpec {
   workingDir?: string;
   idleTimeoutSeconds: number;
   cullingIntervalSeconds: number;
+  /** Requests and limits of the kernel container (`PYBOX_CLUSTER_CPU`, `…_MEMORY`, `…_EPHEMERAL_STORAGE`). */
+  resources: ClusterConfig["resources"];
+  /** The pod's ServiceAccount: the monitor sidecar's identity (the kernel container never sees its token). */
+  serviceAccount: string;
 }
+
+/** Where Kubernetes mounts a pod's ServiceAccount token, in every container that does not shadow it. */
+const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/** The empty volume that shadows the token in the kernel's container. */
+const NO_TOKEN_VOLUME = "pybox-no-service-account-token";
+
+/**
+ * The kernel container runs model-written code: never as root (uid 1000 and gid 100, `jovyan` of
+ * Enterprise Gateway's kernel images), no way to gain privileges, no capabilities, the runtime's
+ * seccomp filter. The controller's monitor sidecar keeps its own (it needs the API).
+ */
+export const KERNEL_SECURITY_CONTEXT = {
+  runAsNonRoot: true,
+  runAsUser: 1000,
+  runAsGroup: 100,
+  allowPrivilegeEscalation: false,
+  capabilities: { drop: ["ALL"] },
+  seccompProfile: { type: "RuntimeDefault" },
+} as const;
+
+/** The home of Enterprise Gateway kernel images' user (`jovyan`), writable for IPython's and Jupyter's files. */
+export const KERNEL_HOME = "/home/jovyan";
+
+/**
+ * The kernel's ZeroMQ ports (the launcher's `PORT_RANGE`), fixed so a NetworkPolicy can admit the
+ * functions to exactly these (deploy/cluster/manifests/50-network-policies.yaml). The launcher wants
+ * a range of at least 1000 (`EG_MIN_PORT_RANGE_SIZE`).
+ */
+export const KERNEL_PORT_RANGE = { first: 40000, last: 41000 } as const;
+
+/**
+ * Seconds a deleted kernel pod gets before SIGKILL. The controller's forced command makes bash and
+ * the monitor PID 1, which ignore SIGTERM, so the default 30 s would only be waited out.
+ */
+export const KERNEL_TERMINATION_GRACE_SECONDS = 5;
 
 const JsonList = z.array(z.record(z.string(), z.unknown()));
 
@@ -54,8 +95,9 @@ export function parseVolumeList(name: string, value: unknown): Array<Record<stri
 
 /**
  * The `Kernel` manifest: a pod template whose container `main` runs the operator's image with the
- * kernel's env (`KERNEL_*` included), its working dir and volumes, never restarted by Kubernetes
- * (a dead kernel is reported, not silently replaced).
+ * kernel's env (`KERNEL_*` included), its working dir and volumes, confined and bounded (see
+ * {@link KERNEL_SECURITY_CONTEXT}), never restarted by Kubernetes (a dead kernel is reported, not
+ * silently replaced).
  */
 export function kernelManifest(spec: KernelResourceSpec) {
   const env: Record<string, string> = {
@@ -63,22 +105,39 @@ export function kernelManifest(spec: KernelResourceSpec) {
     KERNEL_ID: spec.kernelId,
     KERNEL_USERNAME: spec.username,
     KERNEL_IMAGE: spec.image,
+    PORT_RANGE: `${KERNEL_PORT_RANGE.first}..${KERNEL_PORT_RANGE.last}`,
     ...(spec.workingDir ? { KERNEL_WORKING_DIR: spec.workingDir } : {}),
   };
   const volumes = parseVolumeList("KERNEL_VOLUMES", spec.env.KERNEL_VOLUMES);
   const volumeMounts = parseVolumeList("KERNEL_VOLUME_MOUNTS", spec.env.KERNEL_VOLUME_MOUNTS);
+  // The root file system is read-only: the home, the working dir and /tmp are the kernel's own
+  // scratch volumes, gone with the pod (and counted against its ephemeral-storage limit).
+  const scratch = [
+    { name: "pybox-home", mountPath: KERNEL_HOME },
+    { name: "pybox-tmp", mountPath: "/tmp" },
+    ...(spec.workingDir &&
+    !isWithin(spec.workingDir, KERNEL_HOME) &&
+    !mountedByOperator(spec.workingDir, volumeMounts)
+      ? [{ name: "pybox-work", mountPath: spec.workingDir }]
+      : []),
+  ];
   const labels = { [KERNEL_ID_LABEL]: spec.kernelId, "app.kubernetes.io/managed-by": "pybox-serverless" };
   return {
     apiVersion: `${KERNEL_RESOURCE.group}/${KERNEL_RESOURCE.version}`,
     kind: KERNEL_RESOURCE.kind,
+    // The controller copies these labels to the pod (the CRD prunes any under spec.template.metadata).
     metadata: { name: spec.name, namespace: spec.namespace, labels },
     spec: {
       idleTimeoutSeconds: spec.idleTimeoutSeconds,
       cullingIntervalSeconds: spec.cullingIntervalSeconds,
       template: {
-        metadata: { labels },
         spec: {
           restartPolicy: "Never",
+          serviceAccountName: spec.serviceAccount,
+          terminationGracePeriodSeconds: KERNEL_TERMINATION_GRACE_SECONDS,
+          // Service links would put every Service's address in the kernel's environment.
+          enableServiceLinks: false,
+          securityContext: { seccompProfile: { type: "RuntimeDefault" } },
           containers: [
             {
               name: "main",
@@ -86,15 +145,35 @@ export function kernelManifest(spec: KernelResourceSpec) {
               env: Object.entries(env)
                 .filter(([key]) => key !== "KERNEL_VOLUMES" && key !== "KERNEL_VOLUME_MOUNTS")
                 .map(([name, value]) => ({ name, value })),
-              ...(spec.workingDir ? { workingDir: spec.workingDir } : {}),
-              ...(volumeMounts.length > 0 ? { volumeMounts } : {}),
+              workingDir: spec.workingDir ?? KERNEL_HOME,
+              securityContext: { ...KERNEL_SECURITY_CONTEXT, readOnlyRootFilesystem: true },
+              resources: { requests: spec.resources, limits: spec.resources },
+              volumeMounts: [
+                ...volumeMounts,
+                ...scratch,
+                // The pod's token would let the kernel's code read other kernels' connection keys.
+                { name: NO_TOKEN_VOLUME, mountPath: SERVICE_ACCOUNT_DIR, readOnly: true },
+              ],
             },
           ],
-          ...(volumes.length > 0 ? { volumes } : {}),
+          volumes: [
+            ...volumes,
+            ...scratch.map(({ name }) => ({ name, emptyDir: {} })),
+            { name: NO_TOKEN_VOLUME, emptyDir: { sizeLimit: "1Mi" } },
+          ],
         },
       },
     },
   };
+}
+
+function isWithin(path: string, dir: string): boolean {
+  return path === dir || path.startsWith(`${dir}/`);
+}
+
+/** The operator mounted a volume of their own at (or above) the working dir: it is writable as they chose. */
+function mountedByOperator(path: string, mounts: Array<Record<string, unknown>>): boolean {
+  return mounts.some((mount) => typeof mount.mountPath === "string" && isWithin(path, mount.mountPath));
 }
 
 const ConditionSchema = z.object({
@@ -111,8 +190,58 @@ export const KernelObjectSchema = z.object({
     resourceVersion: z.string().optional(),
     annotations: z.record(z.string(), z.string()).optional(),
   }),
-  status: z.object({ conditions: z.array(ConditionSchema).optional() }).optional(),
+  status: z
+    .object({
+      phase: z.string().optional(),
+      conditions: z.array(ConditionSchema).optional(),
+      /** The kernel container's state, which the controller mirrors from the pod. */
+      containerState: z
+        .object({
+          waiting: z.object({ reason: z.string().optional(), message: z.string().optional() }).optional(),
+          terminated: z
+            .object({
+              exitCode: z.number().optional(),
+              reason: z.string().optional(),
+              message: z.string().optional(),
+            })
+            .optional(),
+        })
+        .optional(),
+    })
+    .optional(),
 });
+
+/** Waiting reasons from which a kernel container never comes up by itself. */
+const HOPELESS_WAITING = new Set([
+  "ErrImagePull",
+  "ImagePullBackOff",
+  "InvalidImageName",
+  "ErrImageNeverPull",
+  "CreateContainerConfigError",
+  "CreateContainerError",
+  "CrashLoopBackOff",
+  "RunContainerError",
+]);
+
+/**
+ * Why a starting kernel will never be ready, from what the controller mirrors of its pod: an image
+ * that cannot be pulled, a container that cannot be made or has exited, a failed pod. Undefined
+ * while it may still come up.
+ */
+export function launchFailure(kernel: KernelObject): string | undefined {
+  const state = kernel.status?.containerState;
+  const say = (reason: string | undefined, message: string | undefined) =>
+    [reason, message].filter(Boolean).join(": ").slice(0, 300);
+  if (state?.waiting?.reason && HOPELESS_WAITING.has(state.waiting.reason))
+    return say(state.waiting.reason, state.waiting.message);
+  if (state?.terminated) {
+    const { exitCode, reason, message } = state.terminated;
+    return `the kernel container exited${exitCode === undefined ? "" : ` with code ${exitCode}`}${reason ? ` (${say(reason, message)})` : ""}`;
+  }
+  if (kernel.status?.phase === "Failed")
+    return `the kernel pod failed${notReadyReason(kernel) ? ` (${notReadyReason(kernel)})` : ""}`;
+  return undefined;
+}
 
 /** A `Kernel` object as the API server returned it. */
 export type KernelObject = z.infer<typeof KernelObjectSchema>;

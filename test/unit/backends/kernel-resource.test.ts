@@ -1,0 +1,145 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import {
+  KERNEL_HOME,
+  KERNEL_PORT_RANGE,
+  KERNEL_SECURITY_CONTEXT,
+  KERNEL_TERMINATION_GRACE_SECONDS,
+  kernelManifest,
+} from "../../../lib/backends/cluster/kernel-resource.ts";
+import { ConfigError } from "../../../lib/errors.ts";
+
+const RESOURCES = { cpu: "500m", memory: "2Gi", "ephemeral-storage": "1Gi" };
+
+/** A manifest with the backend's usual inputs and `env` as the operator's and caller's variables. */
+function manifest(env: Record<string, string> = {}, workingDir?: string) {
+  return kernelManifest({
+    ...(workingDir === undefined ? {} : { workingDir }),
+    name: "alice-0d9af09d",
+    namespace: "kernels",
+    kernelId: "0d9af09d-d3d6-4386-aba6-e2d5aaa1b67d",
+    username: "alice",
+    image: "elyra/kernel-py:3.2.3",
+    env,
+    idleTimeoutSeconds: 3600,
+    cullingIntervalSeconds: 60,
+    resources: RESOURCES,
+    serviceAccount: "pybox-kernel-monitor",
+  });
+}
+
+describe("kernelManifest", () => {
+  it("always sets the idle timeout and the culling interval (without the interval the monitor spins)", () => {
+    const { spec } = manifest();
+
+    assert.equal(spec.idleTimeoutSeconds, 3600);
+    assert.equal(spec.cullingIntervalSeconds, 60);
+  });
+
+  it("runs the kernel's code as a non-root user with no way to gain privileges", () => {
+    const [main] = manifest().spec.template.spec.containers;
+
+    assert.deepEqual(main?.securityContext, { ...KERNEL_SECURITY_CONTEXT, readOnlyRootFilesystem: true });
+    assert.equal(main?.securityContext.runAsNonRoot, true);
+    assert.ok((main?.securityContext.runAsUser ?? 0) > 0, "a numeric non-root uid: image users may be names");
+    assert.equal(main?.securityContext.allowPrivilegeEscalation, false);
+    assert.deepEqual(main?.securityContext.capabilities.drop, ["ALL"]);
+    assert.equal(main?.securityContext.seccompProfile.type, "RuntimeDefault");
+  });
+
+  it("shadows the ServiceAccount token in the kernel's container with an empty read-only volume", () => {
+    const pod = manifest().spec.template.spec;
+    const mount = pod.containers[0]?.volumeMounts.find(
+      (m) => m.mountPath === "/var/run/secrets/kubernetes.io/serviceaccount",
+    );
+
+    assert.equal(mount && "readOnly" in mount ? mount.readOnly : undefined, true);
+    const volume = pod.volumes.find((v) => v.name === mount?.name);
+    assert.ok(volume && "emptyDir" in volume, "an emptyDir, not the token");
+  });
+
+  it("bounds the kernel container with equal requests and limits, from config", () => {
+    const [main] = manifest().spec.template.spec.containers;
+
+    assert.deepEqual(main?.resources, { requests: RESOURCES, limits: RESOURCES });
+  });
+
+  it("gives a deleted pod a short grace period, keeps Services out of its env, and seccomp for all", () => {
+    const pod = manifest().spec.template.spec;
+
+    assert.equal(pod.terminationGracePeriodSeconds, KERNEL_TERMINATION_GRACE_SECONDS);
+    assert.ok(KERNEL_TERMINATION_GRACE_SECONDS <= 10);
+    assert.equal(pod.enableServiceLinks, false);
+    assert.deepEqual(pod.securityContext, { seccompProfile: { type: "RuntimeDefault" } });
+    assert.equal(pod.restartPolicy, "Never");
+  });
+
+  it("keeps the operator's volumes and mounts beside the token's shadow", () => {
+    const pod = manifest({
+      KERNEL_VOLUMES: JSON.stringify([{ name: "data", persistentVolumeClaim: { claimName: "shared" } }]),
+      KERNEL_VOLUME_MOUNTS: JSON.stringify([{ name: "data", mountPath: "/data" }]),
+    }).spec.template.spec;
+
+    assert.deepEqual(
+      pod.volumes.map((v) => v.name),
+      ["data", "pybox-home", "pybox-tmp", "pybox-no-service-account-token"],
+    );
+    assert.deepEqual(
+      pod.containers[0]?.volumeMounts.map((m) => m.mountPath),
+      ["/data", KERNEL_HOME, "/tmp", "/var/run/secrets/kubernetes.io/serviceaccount"],
+    );
+    const names = pod.containers[0]?.env.map((e) => e.name) ?? [];
+    assert.ok(!names.includes("KERNEL_VOLUMES") && !names.includes("KERNEL_VOLUME_MOUNTS"));
+  });
+
+  it("keeps the root read-only with the home, /tmp and the working dir writable scratch volumes", () => {
+    const home = manifest().spec.template.spec.containers[0];
+    assert.equal(home?.securityContext.readOnlyRootFilesystem, true);
+    assert.equal(home?.workingDir, KERNEL_HOME);
+
+    const pod = manifest({}, "/work/analysis").spec.template.spec;
+    const mounts = pod.containers[0]?.volumeMounts.map((m) => m.mountPath);
+    assert.deepEqual(mounts, [
+      KERNEL_HOME,
+      "/tmp",
+      "/work/analysis",
+      "/var/run/secrets/kubernetes.io/serviceaccount",
+    ]);
+    assert.equal(pod.containers[0]?.workingDir, "/work/analysis");
+    assert.ok(pod.volumes.every((v) => "emptyDir" in v));
+  });
+
+  it("needs no extra volume for a working dir inside the home or an operator's mount", () => {
+    const inHome = manifest({}, `${KERNEL_HOME}/project`).spec.template.spec;
+    assert.ok(!inHome.volumes.some((v) => v.name === "pybox-work"));
+
+    const onData = manifest(
+      {
+        KERNEL_VOLUMES: JSON.stringify([{ name: "data", persistentVolumeClaim: { claimName: "shared" } }]),
+        KERNEL_VOLUME_MOUNTS: JSON.stringify([{ name: "data", mountPath: "/data" }]),
+      },
+      "/data/team",
+    ).spec.template.spec;
+    assert.ok(!onData.volumes.some((v) => v.name === "pybox-work"));
+  });
+
+  it("runs the pod as the monitor's ServiceAccount and pins the kernel's ports for NetworkPolicy", () => {
+    const pod = manifest({ PORT_RANGE: "0..0" }).spec.template.spec;
+
+    assert.equal(pod.serviceAccountName, "pybox-kernel-monitor");
+    const range = pod.containers[0]?.env.find((e) => e.name === "PORT_RANGE")?.value;
+    assert.equal(range, `${KERNEL_PORT_RANGE.first}..${KERNEL_PORT_RANGE.last}`, "ours wins over a caller's");
+  });
+
+  it("puts no labels under spec.template.metadata, which the controller's CRD prunes", () => {
+    const kernel = manifest();
+
+    assert.ok(!("metadata" in kernel.spec.template));
+    assert.equal(kernel.metadata.labels["app.kubernetes.io/managed-by"], "pybox-serverless");
+  });
+
+  it("refuses operator volumes that are not a JSON array of objects", () => {
+    assert.throws(() => manifest({ KERNEL_VOLUMES: "{" }), ConfigError);
+    assert.throws(() => manifest({ KERNEL_VOLUMES: '"x"' }), ConfigError);
+  });
+});
