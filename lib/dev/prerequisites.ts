@@ -87,6 +87,30 @@ const SETPRIV: Prerequisite = {
   present: async (system) => system.uid !== 0 || (await onPath("setpriv", { systemDirs: true })(system)),
 };
 
+/** The cluster rig's pod network: a bridge, and a network namespace per pod (test/cluster/rig). */
+const IPROUTE2: Prerequisite = {
+  tool: "ip",
+  debianPackage: "iproute2",
+  why: "gives each pod of the cluster rig its own network namespace",
+  present: onPath("ip", { systemDirs: true }),
+};
+
+/** The cluster rig's certificates: a CA, the API server's, its clients'. */
+const OPENSSL: Prerequisite = {
+  tool: "openssl",
+  debianPackage: "openssl",
+  why: "makes the cluster rig's certificates",
+  present: onPath("openssl", { systemDirs: true }),
+};
+
+/** The kubelet double enters each pod's network namespace with it. */
+const NSENTER: Prerequisite = {
+  tool: "nsenter",
+  debianPackage: "util-linux",
+  why: "runs the cluster rig's containers in their pod's network namespace",
+  present: onPath("nsenter", { systemDirs: true }),
+};
+
 /** What confines local kernels (see lib/backends/local/sandbox.ts): `npm start` provides these. */
 export const SANDBOX_PREREQUISITES: readonly Prerequisite[] = [BWRAP, PRLIMIT, SETPRIV];
 
@@ -96,6 +120,9 @@ export const TEST_PREREQUISITES: readonly Prerequisite[] = [
   JAVA,
   MAVEN,
   ...SANDBOX_PREREQUISITES,
+  IPROUTE2,
+  OPENSSL,
+  NSENTER,
 ];
 
 /** The prerequisites that do not work here, in their order. */

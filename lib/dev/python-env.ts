@@ -45,6 +45,18 @@ export const CLIENT_ENV: PythonEnv = {
   editable: ["clients/python[aws]"],
 };
 
+/** The cluster rig's kernel image: the kernel env's packages and the launcher's pycryptodomex. */
+export const RIG_KERNEL_ENV: PythonEnv = {
+  dir: join(PROJECT_ROOT, ".venv-rig-kernel"),
+  requirements: join(PROJECT_ROOT, "python", "requirements-rig-kernel.txt"),
+};
+
+/** The cluster rig's kernel-monitor image: the monitor's requirements, pinned. */
+export const RIG_MONITOR_ENV: PythonEnv = {
+  dir: join(PROJECT_ROOT, ".venv-rig-monitor"),
+  requirements: join(PROJECT_ROOT, "python", "requirements-rig-monitor.txt"),
+};
+
 /**
  * The `tablegpt` kernel profile preset (`PYBOX_KERNEL_PROFILE=tablegpt`): tablegpt-agent's kernel
  * packages and its IPython profile, apart from `.venv` because tablegpt-agent needs pandas<3. The

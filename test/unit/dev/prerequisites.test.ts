@@ -16,10 +16,23 @@ const PACKAGE_TOOLS: Record<string, string[]> = {
   "default-jre-headless": ["java"],
   maven: ["mvn"],
   bubblewrap: ["bwrap"],
-  "util-linux": ["prlimit", "setpriv"],
+  "util-linux": ["prlimit", "setpriv", "nsenter"],
+  iproute2: ["ip"],
+  openssl: ["openssl"],
 };
 
-const EVERY_TOOL = ["python3 -m venv", "java", "mvn", "bwrap", "prlimit", "setpriv", "apt-get"];
+const EVERY_TOOL = [
+  "python3 -m venv",
+  "java",
+  "mvn",
+  "bwrap",
+  "prlimit",
+  "setpriv",
+  "ip",
+  "openssl",
+  "nsenter",
+  "apt-get",
+];
 
 /**
  * A machine with `tools` (tool names as the checks name them, plus `apt-get`), whose apt-get
@@ -85,7 +98,7 @@ describe("prerequisites", () => {
       // Prepare
       const { system, apt } = fakeSystem({
         uid: 0,
-        tools: ["python3 -m venv", "java", "prlimit", "apt-get"],
+        tools: ["python3 -m venv", "java", "prlimit", "ip", "openssl", "apt-get"],
       });
       const said: string[] = [];
 
@@ -136,7 +149,10 @@ describe("prerequisites", () => {
 
     it("as root without apt-get, gives the Debian command and says it is for Debian", async () => {
       // Prepare
-      const { system } = fakeSystem({ uid: 0, tools: ["python3 -m venv", "bwrap", "prlimit", "setpriv"] });
+      const { system } = fakeSystem({
+        uid: 0,
+        tools: ["python3 -m venv", "bwrap", "prlimit", "setpriv", "ip", "openssl", "nsenter"],
+      });
 
       // Act
       const outcome = await provideSystemPackages(TEST_PREREQUISITES, system, { purpose: "npm test" });
