@@ -97,7 +97,7 @@ describeBackendBehaviour(
       },
     };
   },
-  { label: "cluster rig (real API server, controller and monitor; kubelet double)" },
+  { label: "cluster rig (real API server, controller and monitor; kubelet double)", sharedDisk: false },
 );
 
 describeFileBehaviour(
@@ -106,7 +106,7 @@ describeFileBehaviour(
     const { server } = await serve(env);
     return { api: server.api, stop: () => server.stop() };
   },
-  { label: "cluster rig" },
+  { label: "cluster rig", sharedDisk: false },
 );
 
 describe("cluster rig: kernel pods that untrusted code cannot escape", { timeout: 600_000 }, () => {
@@ -224,6 +224,7 @@ describe("cluster rig: kernel pods that untrusted code cannot escape", { timeout
   });
 
   it("admits the namespace's NetworkPolicies and enforces Pod Security baseline there", async () => {
+    // A hostPath volume is valid Kubernetes that baseline forbids: only Pod Security admission refuses it.
     const admin = kubeconfig(r.adminKubeconfig);
     const policies = await admin
       .makeApiClient(NetworkingV1Api)
@@ -239,8 +240,13 @@ describe("cluster rig: kernel pods that untrusted code cannot escape", { timeout
         namespace: r.namespace,
         dryRun: "All",
         body: {
-          metadata: { name: "privileged-probe" },
-          spec: { containers: [{ name: "c", image: "busybox", securityContext: { privileged: true } }] },
+          metadata: { name: "host-path-probe" },
+          spec: {
+            containers: [
+              { name: "c", image: "busybox", volumeMounts: [{ name: "host", mountPath: "/host" }] },
+            ],
+            volumes: [{ name: "host", hostPath: { path: "/" } }],
+          },
         },
       }),
       (error: unknown) =>

@@ -25,6 +25,11 @@ export interface BackendTraits {
   restartsDeadKernels?: boolean;
   /** The peer ignores the kernel environment we send, so `cwd` (KERNEL_WORKING_DIR) cannot reach the kernel. */
   ignoresKernelEnv?: boolean;
+  /**
+   * The kernel's files are on this machine's disk (local, a gateway here); a cluster kernel's cwd is
+   * its pod's own, seen through the files API only.
+   */
+  sharedDisk?: boolean;
 }
 
 /** How long until a dead kernel must be reported; "within seconds", not the run's timeout. */
@@ -142,7 +147,9 @@ export function describeBackendBehaviour(
             await api.run("with-cwd", "open('made-here.txt', 'w').write('hi')");
 
             assert.equal(seen, `'${cwd}'`);
-            assert.equal(await readFile(join(cwd, "made-here.txt"), "utf8"), "hi");
+            assert.equal((await api.getFile("with-cwd", "made-here.txt")).text, "hi");
+            if (traits.sharedDisk !== false)
+              assert.equal(await readFile(join(cwd, "made-here.txt"), "utf8"), "hi");
           } finally {
             await api.stop("with-cwd");
             await rm(cwd, { recursive: true, force: true });

@@ -40,6 +40,11 @@ export type FilesHarnessStarter = (env: Record<string, string>) => Promise<Backe
 export interface FileTraits {
   /** Label in the suite's name (defaults to the backend name). */
   label?: string;
+  /**
+   * The kernel's working directory is on this machine's disk (local, a gateway here). A cluster
+   * kernel's is the pod's own volume, which goes with the pod: nothing of it outlives a stop.
+   */
+  sharedDisk?: boolean;
 }
 
 const sha256 = (bytes: Buffer | string) => createHash("sha256").update(bytes).digest("hex");
@@ -1005,37 +1010,41 @@ export function describeFileBehaviour(
         await api.stop(doomed);
       });
 
-      it("leaves no temporary upload behind in a caller's cwd once the kernel stops", async () => {
-        // Prepare
-        const cwd = await mkdtemp(join(tmpdir(), "pybox-files-cwd-"));
-        const id = "files-cwd";
-        try {
-          const started = await api.start({ kernelId: id, cwd });
-          assert.equal(started.status, 201, started.text);
-          const chunk = await api.putFile(id, "abandoned.bin", randomBytes(100), {
-            contentRange: { start: 0, end: 99, total: 1_000 },
-          });
-          assert.equal(chunk.status, 202, chunk.text);
-          const done = await api.putFile(id, "kept.txt", "kept");
-          assert.equal(done.status, 201, done.text);
+      if (traits.sharedDisk !== false) {
+        it("leaves no temporary upload behind in a caller's cwd once the kernel stops", async () => {
+          // Prepare
+          const cwd = await mkdtemp(join(tmpdir(), "pybox-files-cwd-"));
+          const id = "files-cwd";
+          try {
+            const started = await api.start({ kernelId: id, cwd });
+            assert.equal(started.status, 201, started.text);
+            const chunk = await api.putFile(id, "abandoned.bin", randomBytes(100), {
+              contentRange: { start: 0, end: 99, total: 1_000 },
+            });
+            assert.equal(chunk.status, 202, chunk.text);
+            const done = await api.putFile(id, "kept.txt", "kept");
+            assert.equal(done.status, 201, done.text);
 
-          // Act
-          const stopped = await api.stop(id);
+            // Act
+            const stopped = await api.stop(id);
 
-          // Assess
-          assert.equal(stopped.status, 204);
-          // Folders the kernel makes for itself (an IPython profile where HOME is the cwd) may stay.
-          const left = (await readdir(cwd, { withFileTypes: true })).filter((entry) => !entry.isDirectory());
-          assert.deepEqual(
-            left.map((entry) => entry.name),
-            ["kept.txt"],
-            "the abandoned upload's temporary file was removed",
-          );
-        } finally {
-          await api.stop(id);
-          await rm(cwd, { recursive: true, force: true });
-        }
-      });
+            // Assess
+            assert.equal(stopped.status, 204);
+            // Folders the kernel makes for itself (an IPython profile where HOME is the cwd) may stay.
+            const left = (await readdir(cwd, { withFileTypes: true })).filter(
+              (entry) => !entry.isDirectory(),
+            );
+            assert.deepEqual(
+              left.map((entry) => entry.name),
+              ["kept.txt"],
+              "the abandoned upload's temporary file was removed",
+            );
+          } finally {
+            await api.stop(id);
+            await rm(cwd, { recursive: true, force: true });
+          }
+        });
+      }
 
       it("answers another caller exactly as for a kernel that does not exist, and changes nothing", async () => {
         const mallory = harness.api.as("mallory");

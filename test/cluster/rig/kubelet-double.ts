@@ -56,6 +56,8 @@ interface RunningContainer {
   initPid?: number;
   startedAt: Date;
   exit?: { code: number | null; signal: NodeJS.Signals | null; at: Date };
+  /** Settles when the container's process has exited, however it ended. */
+  exited: Promise<void>;
 }
 
 interface RunningPod {
@@ -227,16 +229,21 @@ export async function startKubeletDouble(options: KubeletDoubleOptions): Promise
           nodeName: options.nodeName,
           apiService: options.apiService,
         });
+        let markExited: () => void = () => {};
         const entry: RunningContainer = {
           name: container.name,
           child: launched.child,
           startedAt: new Date(),
+          exited: new Promise((resolve) => {
+            markExited = resolve;
+          }),
         };
         launched.initPid.then((pid) => {
           entry.initPid = pid;
         });
         launched.child.on("exit", (code, signal) => {
           entry.exit = { code, signal, at: new Date() };
+          markExited();
           log(`pod ${podKey}: container ${container.name} exited (${code ?? signal})`);
           if (!running.terminating) void report(running);
         });
@@ -251,8 +258,8 @@ export async function startKubeletDouble(options: KubeletDoubleOptions): Promise
   /** SIGTERM to each container's PID 1, SIGKILL after the grace period, then the network and files go. */
   const terminate = (running: RunningPod, graceSeconds: number): Promise<void> => {
     running.terminating ??= (async () => {
-      const alive = running.containers.filter((container) => !container.exit);
-      for (const container of alive) signalInit(container, "SIGTERM");
+      log(`pod ${running.namespace}/${running.name}: terminating, grace ${graceSeconds} s`);
+      for (const container of running.containers.filter((c) => !c.exit)) signalInit(container, "SIGTERM");
       const deadline = Date.now() + graceSeconds * 1000;
       while (Date.now() < deadline && running.containers.some((container) => !container.exit))
         await new Promise((resolve) => setTimeout(resolve, 100));
@@ -260,14 +267,12 @@ export async function startKubeletDouble(options: KubeletDoubleOptions): Promise
         signalInit(container, "SIGKILL");
         container.child.kill("SIGKILL");
       }
-      await Promise.all(
-        running.containers
-          .filter((container) => !container.exit)
-          .map((container) => new Promise((resolve) => container.child.once("exit", resolve))),
-      );
-      await running.statusWrites;
+      await Promise.all(running.containers.map((container) => container.exited));
+      // A kubelet reports the terminal phase first: the API server deletes only a terminal pod at once.
+      await report(running);
       await running.release();
       await rm(join(options.dir, "pods", running.uid), { recursive: true, force: true });
+      log(`pod ${running.namespace}/${running.name}: terminated`);
     })();
     return running.terminating;
   };
@@ -295,10 +300,12 @@ export async function startKubeletDouble(options: KubeletDoubleOptions): Promise
         .deleteNamespacedPod({
           name,
           namespace,
-          gracePeriodSeconds: 0,
-          body: { preconditions: { uid: pod.metadata?.uid } },
+          // The API server reads DeleteOptions from the body when there is one, not from the query.
+          body: { gracePeriodSeconds: 0, preconditions: { uid: pod.metadata?.uid } },
         })
-        .catch(() => {});
+        .catch((error: unknown) => {
+          log(`pod ${podKey}: final delete failed: ${(error as Error).message.slice(0, 500)}`);
+        });
       return;
     }
     if (!running) await start(pod);

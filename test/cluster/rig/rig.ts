@@ -275,6 +275,14 @@ export async function startRig(
     const admin = loadKubeconfig(adminKubeconfig);
     const core = admin.makeApiClient(CoreV1Api);
 
+    // Before kube-controller-manager: its garbage collector then knows Kernels from its first sync.
+    await applyCrd(admin, peers);
+    await applyManifests(admin, {
+      // The functions reach pods from the host's end of the bridge; the API server is behind the proxy double.
+      PYBOX_FUNCTIONS_CIDR: `${network.gateway}/32`,
+      PYBOX_API_SERVER_CIDR: `${network.gateway}/32`,
+    });
+
     const kcmKubeconfig = join(dir, "kcm.kubeconfig");
     await writeKubeconfigFile(kcmKubeconfig, {
       server,
@@ -308,13 +316,6 @@ export async function startRig(
         timeoutMs: 120_000,
       }),
     );
-
-    await applyCrd(admin, peers);
-    await applyManifests(admin, {
-      // The functions reach pods from the host's end of the bridge; the API server is behind the proxy double.
-      PYBOX_FUNCTIONS_CIDR: `${network.gateway}/32`,
-      PYBOX_API_SERVER_CIDR: `${network.gateway}/32`,
-    });
 
     proxy = await startServiceProxy(
       { host: network.gateway, port: 443 },
