@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { type ClusterHarness, startClusterHarness, TEST_IMAGE } from "../support/cluster.ts";
-import { describeBackendBehaviour } from "./behaviour.ts";
 
-describeBackendBehaviour("cluster", async () => {
-  const harness = await startClusterHarness();
-  return { api: harness.server.api, stop: () => harness.stop() };
-});
+/*
+ * What needs the API server or the controller to misbehave on cue (quota refusals, 5xx, dropped
+ * watches, a controller that never annotates or annotates nonsense, the legacy annotation name):
+ * against the doubles. The behaviour and files suites run on the real peers in test/cluster/.
+ */
 
 type ErrorBody = { error: { code: string; message: string } };
 

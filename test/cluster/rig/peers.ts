@@ -88,12 +88,31 @@ async function cloneInto(root: string): Promise<void> {
   await rename(partial, root);
 }
 
+/** Where {@link findPeers} looks, beyond `PYBOX_PEERS_DIR`; tests point these elsewhere. */
+export interface PeerPlaces {
+  /** `../shared/peers` beside the checkout. */
+  beside: string;
+  /** The rig's cache, where a clone of the pinned commits goes. */
+  cached: string;
+  /** Clones the pinned commits into a folder (needs internet access and git). */
+  clone: (root: string) => Promise<void>;
+}
+
+const DEFAULT_PLACES: PeerPlaces = {
+  beside: resolve(CHECKOUT, "..", "shared", "peers"),
+  cached: join(rigCacheDir(), "peers"),
+  clone: cloneInto,
+};
+
 /**
  * Finds the real peers: `PYBOX_PEERS_DIR`, else `../shared/peers` beside the checkout, else the
  * pinned upstream commits cloned into the rig's cache. Never a silent skip: when none of the three
  * works, the error names all three.
  */
-export async function findPeers(env: NodeJS.ProcessEnv = process.env): Promise<Peers> {
+export async function findPeers(
+  env: NodeJS.ProcessEnv = process.env,
+  places: PeerPlaces = DEFAULT_PLACES,
+): Promise<Peers> {
   const tried: string[] = [];
   if (env.PYBOX_PEERS_DIR) {
     if (await complete(env.PYBOX_PEERS_DIR)) return layout(env.PYBOX_PEERS_DIR);
@@ -101,17 +120,17 @@ export async function findPeers(env: NodeJS.ProcessEnv = process.env): Promise<P
   } else {
     tried.push("PYBOX_PEERS_DIR (not set)");
   }
-  const beside = resolve(CHECKOUT, "..", "shared", "peers");
-  if (await complete(beside)) return layout(beside);
-  tried.push(`${beside} (not there)`);
-  const cached = join(rigCacheDir(), "peers");
-  if (await complete(cached)) return layout(cached);
+  if (await complete(places.beside)) return layout(places.beside);
+  tried.push(`${places.beside} (not there)`);
+  if (await complete(places.cached)) return layout(places.cached);
   try {
-    await cloneInto(cached);
-    if (await complete(cached)) return layout(cached);
-    tried.push(`${cached} (cloned, but incomplete)`);
+    await places.clone(places.cached);
+    if (await complete(places.cached)) return layout(places.cached);
+    tried.push(`${places.cached} (cloned, but incomplete)`);
   } catch (error) {
-    tried.push(`${cached} (a clone of the pinned upstream commits failed: ${(error as Error).message})`);
+    tried.push(
+      `${places.cached} (a clone of the pinned upstream commits failed: ${(error as Error).message})`,
+    );
   }
   throw new Error(
     `The cluster rig needs the real peers (controller, monitor, launchers) and found none:\n  ${tried.join("\n  ")}`,
