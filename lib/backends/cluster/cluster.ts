@@ -66,12 +66,29 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
   }
 
   /**
-   * Creates the resource (one that exists already is reused), then waits, by watch, until it is
-   * Ready and annotated with its connection, in either order. A launch that does not get there in
-   * time is deleted and fails with the pod's reason.
+   * Creates the resource, then waits, by watch, until it is Ready and annotated with its
+   * connection, in either order. A launch that does not get there in time is deleted and fails with
+   * the pod's reason. A pod that was Ready and lost it before any connection was announced lost its
+   * monitor (it exits on any API error, a 409 from racing the controller's status write among
+   * them, and never retries): that launch is deleted and made afresh once, within the same deadline.
    */
   async start(spec: StartSpec): Promise<ClusterKernelRef> {
-    const { namespace, startTimeoutMs } = this.options;
+    const deadline = Date.now() + this.options.startTimeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      const launched = await this.launch(spec, deadline);
+      if (launched !== "lost") return launched;
+      if (attempt >= LAUNCH_ATTEMPTS || Date.now() >= deadline) {
+        throw new KernelLaunchError(
+          `the kernel pod lost readiness before announcing its connection (${attempt} launches): its monitor sidecar exited`,
+        );
+      }
+      logger.warn("kernel pod lost its monitor before announcing the kernel; launching afresh", { attempt });
+    }
+  }
+
+  /** One launch: a new `Kernel`, its readiness, its handshake; `"lost"` when its monitor died first. */
+  private async launch(spec: StartSpec, deadline: number): Promise<ClusterKernelRef | "lost"> {
+    const { namespace } = this.options;
     const id = randomUUID();
     const username = kernelUsername(spec.owner);
     const name = `${username}-${id}`;
@@ -103,13 +120,16 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
       if (!(error instanceof ApiException && error.code === 409))
         throw translateKubeError(error, "create a kernel");
     }
-    const deadline = Date.now() + startTimeoutMs;
-    let ready: KernelObject | undefined;
+    let ready: KernelObject | "lost";
     try {
       ready = await this.waitUntilReady(name, deadline);
     } catch (error) {
       await this.deleteQuietly(name, id);
       throw error;
+    }
+    if (ready === "lost") {
+      await this.deleteQuietly(name, id);
+      return "lost";
     }
     const connection = parseConnection(connectionAnnotation(ready));
     if (!connection) {
@@ -247,8 +267,9 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
    * resource, then watches from its resourceVersion; a watch that drops or expires (410) starts
    * the next round, so nothing between the read and the watch is missed.
    */
-  private async waitUntilReady(name: string, deadline: number): Promise<KernelObject> {
+  private async waitUntilReady(name: string, deadline: number): Promise<KernelObject | "lost"> {
     let last: KernelObject | undefined;
+    const seen = { ready: false };
     let backoffMs = 100;
     while (Date.now() < deadline) {
       let read: KernelObject | undefined;
@@ -266,8 +287,9 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
       if (!last) throw new KernelLaunchError(`kernel ${name} disappeared while starting`);
       if (isReady(last) && connectionAnnotation(last) !== undefined) return last;
       failIfHopeless(name, last);
+      if (lostBeforeAnnounced(seen, last)) return "lost";
       const began = Date.now();
-      const watched = await this.watchUntilReady(name, last.metadata.resourceVersion, deadline);
+      const watched = await this.watchUntilReady(name, last.metadata.resourceVersion, deadline, seen);
       if (watched.ready) return watched.ready;
       last = watched.latest ?? last;
       // A watch that ends at once (refused, or the server closing it) must not turn into a hot loop.
@@ -293,9 +315,10 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
     name: string,
     resourceVersion: string | undefined,
     deadline: number,
-  ): Promise<{ ready?: KernelObject; latest?: KernelObject }> {
+    seen: { ready: boolean },
+  ): Promise<{ ready?: KernelObject | "lost"; latest?: KernelObject }> {
     const { watch } = await this.options.clients();
-    const outcome = deferred<KernelObject | undefined>();
+    const outcome = deferred<KernelObject | "lost" | undefined>();
     let latest: KernelObject | undefined;
     const path = `/apis/${KERNEL_RESOURCE.group}/${KERNEL_RESOURCE.version}/namespaces/${this.options.namespace}/${KERNEL_RESOURCE.plural}`;
     const controller = await bounded(
@@ -320,6 +343,7 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
           } catch (error) {
             outcome.reject(error);
           }
+          if (lostBeforeAnnounced(seen, parsed.data)) outcome.resolve("lost");
         },
         (error: unknown) => {
           const status = (error as { statusCode?: unknown } | null)?.statusCode;
@@ -345,6 +369,23 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
       controller.abort();
     }
   }
+}
+
+/** Launches of one start, the first included, when a pod loses its monitor before announcing the kernel. */
+const LAUNCH_ATTEMPTS = 2;
+
+/**
+ * Ready once and not any more, with no connection announced: a container of the pod died after
+ * it started. The kernel's own container is mirrored (and caught by {@link failIfHopeless}); this
+ * is the monitor's. Records readiness in `seen` across the reads and watches of one launch.
+ */
+function lostBeforeAnnounced(seen: { ready: boolean }, kernel: KernelObject): boolean {
+  if (connectionAnnotation(kernel) !== undefined) return false;
+  if (isReady(kernel)) {
+    seen.ready = true;
+    return false;
+  }
+  return seen.ready;
 }
 
 /** A start need not wait out its timeout for a pod that will never run. */
