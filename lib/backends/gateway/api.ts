@@ -45,6 +45,7 @@ export function gatewaySettings(url: string, token: string | undefined, timeoutM
   class AuthenticatedWebSocket extends WebSocket {
     constructor(address: string, protocols?: string | string[]) {
       super(address, protocols, { headers });
+      quickAck(this);
       for (const name of ["onmessage", "onopen"] as const) {
         const accessor = Object.getOwnPropertyDescriptor(WebSocket.prototype, name);
         if (!accessor?.get || !accessor.set) continue;
@@ -66,6 +67,18 @@ export function gatewaySettings(url: string, token: string | undefined, timeoutM
     appendToken: false,
     fetch: timedFetch,
     WebSocket: AuthenticatedWebSocket as unknown as typeof globalThis.WebSocket,
+  });
+}
+
+/**
+ * Answers every frame the gateway sends with an unsolicited pong (RFC 6455 allows one; servers
+ * ignore it). Tornado leaves Nagle on, so a frame that follows an unacknowledged one waits for our
+ * ACK, which delayed ACK holds back ~40 ms; the pong carries the ACK at once. A run's reply, its
+ * status and its output are such back-to-back small frames: this takes the ~45 ms floor off each run.
+ */
+export function quickAck(socket: WebSocket): void {
+  socket.on("message", () => {
+    if (socket.readyState === WebSocket.OPEN) socket.pong();
   });
 }
 

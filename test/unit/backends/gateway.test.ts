@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
+import { once } from "node:events";
+import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
+import { WebSocketServer } from "ws";
 import type { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { ServerConnection } from "@jupyterlab/services";
-import { translateGatewayError } from "../../../lib/backends/gateway/api.ts";
+import { gatewaySettings, translateGatewayError } from "../../../lib/backends/gateway/api.ts";
 import { gatewayTokenLoader } from "../../../lib/backends/gateway/token.ts";
 import { kernelUsername } from "../../../lib/backends/kernel-username.ts";
 import type { GatewayConfig } from "../../../lib/config.ts";
@@ -141,6 +144,31 @@ describe("gateway backend", () => {
       // Assess
       assert.match(name, /^caller-[0-9a-f]{8}$/);
       assert.notEqual(name, kernelUsername("##"));
+    });
+  });
+
+  describe("the gateway websocket", () => {
+    it("answers every frame the gateway sends with a pong, so Nagle on the server never waits for our delayed ACK", async () => {
+      // Prepare
+      const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+      await once(server, "listening");
+      const { port } = server.address() as AddressInfo;
+      const pongs: number[] = [];
+      server.on("connection", (peer) => {
+        peer.on("pong", () => pongs.push(Date.now()));
+        for (const n of [1, 2, 3]) peer.send(JSON.stringify({ n }));
+      });
+      const settings = gatewaySettings(`http://127.0.0.1:${port}`, "secret", 5_000);
+
+      // Act
+      const socket = new settings.WebSocket(`ws://127.0.0.1:${port}/api/kernels/k/channels`);
+      const deadline = Date.now() + 5_000;
+      while (pongs.length < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+
+      // Assess
+      assert.equal(pongs.length, 3, "one pong for each of the three frames");
+      socket.close();
+      await new Promise((resolve) => server.close(resolve));
     });
   });
 
