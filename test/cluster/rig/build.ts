@@ -3,6 +3,7 @@ import { createHash } from "node:crypto";
 import { access, chmod, cp, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { exists } from "./exists.ts";
 import { findPeers, type Peers } from "./peers.ts";
 
 /**
@@ -68,15 +69,6 @@ async function go(args: string[], cwd: string, log: (line: string) => void): Pro
       }
     });
   });
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Builds `target` once: the work goes to a temporary name and is renamed in, so a crash never leaves half a binary. */

@@ -1,8 +1,9 @@
 import { spawn } from "node:child_process";
-import { access, mkdir, readFile, rename, rm } from "node:fs/promises";
+import { mkdir, readFile, rename, rm } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { rigCacheDir } from "./build.ts";
+import { exists } from "./exists.ts";
 
 /** Where each real peer's source is. */
 export interface Peers {
@@ -29,15 +30,6 @@ const MARKERS = [
   "kernel-monitor/main.py",
   "enterprise-gateway-kernel-launchers/etc/kernel-launchers/bootstrap/bootstrap-kernel.sh",
 ];
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function complete(root: string): Promise<boolean> {
   for (const marker of MARKERS) if (!(await exists(join(root, marker)))) return false;
