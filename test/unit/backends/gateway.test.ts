@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
-import { WebSocketServer } from "ws";
 import type { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { ServerConnection } from "@jupyterlab/services";
+import { WebSocketServer } from "ws";
 import { gatewaySettings, translateGatewayError } from "../../../lib/backends/gateway/api.ts";
 import { gatewayTokenLoader } from "../../../lib/backends/gateway/token.ts";
 import { kernelUsername } from "../../../lib/backends/kernel-username.ts";
@@ -163,7 +163,8 @@ describe("gateway backend", () => {
       // Act
       const socket = new settings.WebSocket(`ws://127.0.0.1:${port}/api/kernels/k/channels`);
       const deadline = Date.now() + 5_000;
-      while (pongs.length < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      while (pongs.length < 3 && Date.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 10));
 
       // Assess
       assert.equal(pongs.length, 3, "one pong for each of the three frames");
