@@ -172,7 +172,7 @@ const ContextSchema = z.object({
     .string()
     .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, { error: "must be a Kubernetes namespace name" })
     .max(63)
-    .default("default"),
+    .default("pybox-kernels"),
   eksCluster: text.optional(),
   eksEndpoint: httpsUrl.optional(),
   eksCa: z

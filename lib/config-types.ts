@@ -26,7 +26,10 @@ export interface ClusterConfig {
     | { kind: "in-cluster" };
   idleTimeoutSeconds: number;
   cullingIntervalSeconds: number;
-  /** Requests and limits (equal: the kernel pod is Guaranteed) of the kernel container. */
+  /**
+   * Requests and limits (equal) of the kernel container. The pod stays Burstable: the controller
+   * adds its monitor sidecar with none, and our template cannot bound it.
+   */
   resources: { cpu: string; memory: string; "ephemeral-storage": string };
   /** The kernel pods' ServiceAccount, the monitor sidecar's identity (deploy/cluster/manifests). */
   serviceAccount: string;

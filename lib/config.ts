@@ -98,7 +98,7 @@ const EnvSchema = z.object({
     .trim()
     .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/)
     .max(63)
-    .default("default"),
+    .default("pybox-kernels"),
   PYBOX_CLUSTER_IDLE_TIMEOUT_SECONDS: int(0, 7 * 24 * 3600, 3600),
   PYBOX_CLUSTER_CULLING_INTERVAL_SECONDS: int(1, 24 * 3600, 60),
   PYBOX_CLUSTER_CPU: quantity.default("1"),

@@ -35,7 +35,7 @@ describe("PyboxStack (cluster backend, EKS, VPC, x86_64)", () => {
         assert.equal(env.PYBOX_EKS_CLUSTER, CLUSTER_CONTEXT.eksCluster, name);
         assert.equal(env.PYBOX_EKS_ENDPOINT, CLUSTER_CONTEXT.eksEndpoint, name);
         assert.equal(env.PYBOX_EKS_CA, CLUSTER_CONTEXT.eksCa, name);
-        assert.equal(env.PYBOX_CLUSTER_NAMESPACE, "default", name);
+        assert.equal(env.PYBOX_CLUSTER_NAMESPACE, "pybox-kernels", name);
         assert.deepEqual(JSON.parse(String(env.PYBOX_KERNEL_ENV)), CLUSTER_CONTEXT.kernelEnv, name);
         assert.equal(env.PYBOX_GATEWAY_URL, undefined, name);
       }

@@ -1,6 +1,7 @@
+import { posix } from "node:path";
 import * as z from "zod";
 import type { ClusterConfig } from "../../config.ts";
-import { ConfigError } from "../../errors.ts";
+import { ConfigError, ValidationError } from "../../errors.ts";
 
 /** The jupyter-kernel-controller's custom resource. */
 export const KERNEL_RESOURCE = {
@@ -106,19 +107,23 @@ export function kernelManifest(spec: KernelResourceSpec) {
     KERNEL_USERNAME: spec.username,
     KERNEL_IMAGE: spec.image,
     PORT_RANGE: `${KERNEL_PORT_RANGE.first}..${KERNEL_PORT_RANGE.last}`,
-    ...(spec.workingDir ? { KERNEL_WORKING_DIR: spec.workingDir } : {}),
+    ...(spec.workingDir ? { KERNEL_WORKING_DIR: canonical(spec.workingDir) } : {}),
   };
   const volumes = parseVolumeList("KERNEL_VOLUMES", spec.env.KERNEL_VOLUMES);
   const volumeMounts = parseVolumeList("KERNEL_VOLUME_MOUNTS", spec.env.KERNEL_VOLUME_MOUNTS);
   // The root file system is read-only: the home, the working dir and /tmp are the kernel's own
   // scratch volumes, gone with the pod (and counted against its ephemeral-storage limit).
+  const workingDir = spec.workingDir === undefined ? undefined : canonical(spec.workingDir);
+  if (workingDir && isWithin(workingDir, SERVICE_ACCOUNT_DIR))
+    throw new ValidationError(`cwd may not be ${SERVICE_ACCOUNT_DIR} or under it`);
   const scratch = [
     { name: "pybox-home", mountPath: KERNEL_HOME },
     { name: "pybox-tmp", mountPath: "/tmp" },
-    ...(spec.workingDir &&
-    !isWithin(spec.workingDir, KERNEL_HOME) &&
-    !mountedByOperator(spec.workingDir, volumeMounts)
-      ? [{ name: "pybox-work", mountPath: spec.workingDir }]
+    ...(workingDir &&
+    !isWithin(workingDir, KERNEL_HOME) &&
+    !isWithin(workingDir, "/tmp") &&
+    !mountedByOperator(workingDir, volumeMounts)
+      ? [{ name: "pybox-work", mountPath: workingDir }]
       : []),
   ];
   const labels = { [KERNEL_ID_LABEL]: spec.kernelId, "app.kubernetes.io/managed-by": "pybox-serverless" };
@@ -145,7 +150,7 @@ export function kernelManifest(spec: KernelResourceSpec) {
               env: Object.entries(env)
                 .filter(([key]) => key !== "KERNEL_VOLUMES" && key !== "KERNEL_VOLUME_MOUNTS")
                 .map(([name, value]) => ({ name, value })),
-              workingDir: spec.workingDir ?? KERNEL_HOME,
+              workingDir: workingDir ?? KERNEL_HOME,
               securityContext: { ...KERNEL_SECURITY_CONTEXT, readOnlyRootFilesystem: true },
               resources: { requests: spec.resources, limits: spec.resources },
               volumeMounts: [
@@ -167,13 +172,21 @@ export function kernelManifest(spec: KernelResourceSpec) {
   };
 }
 
+/** `/a/b/../c/` as `/a/c`: mount paths must be unique, and one path has one spelling. */
+function canonical(path: string): string {
+  const normal = posix.normalize(path);
+  return normal.length > 1 && normal.endsWith("/") ? normal.slice(0, -1) : normal;
+}
+
 function isWithin(path: string, dir: string): boolean {
   return path === dir || path.startsWith(`${dir}/`);
 }
 
 /** The operator mounted a volume of their own at (or above) the working dir: it is writable as they chose. */
 function mountedByOperator(path: string, mounts: Array<Record<string, unknown>>): boolean {
-  return mounts.some((mount) => typeof mount.mountPath === "string" && isWithin(path, mount.mountPath));
+  return mounts.some(
+    (mount) => typeof mount.mountPath === "string" && isWithin(path, canonical(mount.mountPath)),
+  );
 }
 
 const ConditionSchema = z.object({
@@ -211,17 +224,21 @@ export const KernelObjectSchema = z.object({
     .optional(),
 });
 
-/** Waiting reasons from which a kernel container never comes up by itself. */
+/**
+ * Waiting reasons from which a kernel container never comes up by itself. `ErrImagePull` is the
+ * kubelet's first try and may pass (a registry's 429 or 5xx): it counts only when the registry said
+ * the image is not there or not ours to pull. `CreateContainerError` and `RunContainerError` are
+ * retried by the kubelet and are waited out like a slow start.
+ */
 const HOPELESS_WAITING = new Set([
-  "ErrImagePull",
   "ImagePullBackOff",
   "InvalidImageName",
   "ErrImageNeverPull",
   "CreateContainerConfigError",
-  "CreateContainerError",
-  "CrashLoopBackOff",
-  "RunContainerError",
 ]);
+
+/** What a registry says of an image that will never be pulled, however often the kubelet tries. */
+const PULL_REFUSED = /not found|no such|manifest unknown|unauthorized|denied|forbidden/i;
 
 /**
  * Why a starting kernel will never be ready, from what the controller mirrors of its pod: an image
@@ -232,8 +249,10 @@ export function launchFailure(kernel: KernelObject): string | undefined {
   const state = kernel.status?.containerState;
   const say = (reason: string | undefined, message: string | undefined) =>
     [reason, message].filter(Boolean).join(": ").slice(0, 300);
-  if (state?.waiting?.reason && HOPELESS_WAITING.has(state.waiting.reason))
-    return say(state.waiting.reason, state.waiting.message);
+  const waiting = state?.waiting;
+  if (waiting?.reason && HOPELESS_WAITING.has(waiting.reason)) return say(waiting.reason, waiting.message);
+  if (waiting?.reason === "ErrImagePull" && PULL_REFUSED.test(waiting.message ?? ""))
+    return say(waiting.reason, waiting.message);
   if (state?.terminated) {
     const { exitCode, reason, message } = state.terminated;
     return `the kernel container exited${exitCode === undefined ? "" : ` with code ${exitCode}`}${reason ? ` (${say(reason, message)})` : ""}`;

@@ -188,6 +188,12 @@ export async function startKubeletDouble(options: KubeletDoubleOptions): Promise
       };
       pods.set(podKey, running);
       log(`pod ${podKey}: network ${net.namespace} ${net.ip}`);
+      // Stopped while the network was being made: stop's sweep has passed, so this pod ends here.
+      if (stopped) {
+        pods.delete(podKey);
+        await terminate(running, 0);
+        return;
+      }
       let volumes: Map<string, string>;
       try {
         volumes = await prepareVolumes(core, pod, podDir);
@@ -217,18 +223,28 @@ export async function startKubeletDouble(options: KubeletDoubleOptions): Promise
           });
           continue;
         }
-        const launched = await launchContainer({
-          pod,
-          container,
-          image,
-          user,
-          netns: net.namespace,
-          podIp: net.ip,
-          volumes,
-          logDir: join(options.logDir, `${namespace}_${name}_${uid}`),
-          nodeName: options.nodeName,
-          apiService: options.apiService,
-        });
+        let launched: Awaited<ReturnType<typeof launchContainer>>;
+        try {
+          launched = await launchContainer({
+            pod,
+            container,
+            image,
+            user,
+            netns: net.namespace,
+            podIp: net.ip,
+            volumes,
+            logDir: join(options.logDir, `${namespace}_${name}_${uid}`),
+            nodeName: options.nodeName,
+            apiService: options.apiService,
+          });
+        } catch (error) {
+          // What a kubelet cannot turn into a container (an env source, a mount) waits, said why.
+          running.waiting.set(container.name, {
+            reason: "CreateContainerConfigError",
+            message: (error as Error).message,
+          });
+          continue;
+        }
         let markExited: () => void = () => {};
         const entry: RunningContainer = {
           name: container.name,
@@ -288,7 +304,13 @@ export async function startKubeletDouble(options: KubeletDoubleOptions): Promise
       return;
     }
     if (pod.spec.nodeName !== options.nodeName) return;
-    const running = pods.get(podKey);
+    let running = pods.get(podKey);
+    if (running && running.uid !== pod.metadata?.uid) {
+      // A new pod of the same name (the controller remakes a deleted kernel's pod under its name).
+      pods.delete(podKey);
+      await terminate(running, 0);
+      running = undefined;
+    }
     if (deletionTimestamp) {
       const grace = pod.metadata?.deletionGracePeriodSeconds ?? pod.spec.terminationGracePeriodSeconds ?? 30;
       if (running) {
@@ -547,6 +569,8 @@ async function launchContainer(input: {
     [`--net=/run/netns/${input.netns}`, "--", "bwrap", ...bwrap, "--", ...setpriv, "--", ...argv],
     { env, stdio: ["ignore", out, out, "pipe"] },
   );
+  // A process that cannot be started ends like one that exited: the container is terminated.
+  child.on("error", () => child.emit("exit", 127, null));
   const initPid = new Promise<number>((resolve) => {
     let text = "";
     const info = child.stdio[3];

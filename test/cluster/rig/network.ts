@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createConnection, createServer, type Server } from "node:net";
 import { promisify } from "node:util";
 
@@ -6,6 +7,34 @@ const run = promisify(execFile);
 
 async function ip(...args: string[]): Promise<string> {
   return (await run("ip", args)).stdout;
+}
+
+/** Which process owns each slot, so a rig killed outright does not keep its slot for ever. */
+const OWNERS = "/run/pybox-rig";
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Removes the bridge and pod namespaces of slots whose owner is gone (a rig killed before its stop). */
+async function sweepAbandoned(links: string): Promise<void> {
+  const namespaces = await ip("netns", "list").catch(() => "");
+  for (const match of links.matchAll(/ (pbxrig(\d+)):/g)) {
+    const [, bridge, slot] = match;
+    const owner = Number(await readFile(`${OWNERS}/${slot}`, "utf8").catch(() => "0"));
+    if (owner > 0 && alive(owner)) continue;
+    for (const line of namespaces.split("\n")) {
+      const name = line.split(" ")[0];
+      if (name?.startsWith(`${bridge}-`)) await ip("netns", "del", name).catch(() => {});
+    }
+    await ip("link", "del", bridge ?? "").catch(() => {});
+    await rm(`${OWNERS}/${slot}`, { force: true });
+  }
 }
 
 /**
@@ -27,6 +56,7 @@ export class PodNetwork {
 
   /** Creates the bridge on the first free slot. */
   static async create(): Promise<PodNetwork> {
+    await sweepAbandoned(await ip("-o", "link", "show"));
     const links = await ip("-o", "link", "show");
     for (let slot = 0; slot < 256; slot++) {
       const bridge = `pbxrig${slot}`;
@@ -37,8 +67,15 @@ export class PodNetwork {
         continue; // another rig took it between the look and the add
       }
       const gateway = `10.233.${slot}.1`;
-      await ip("addr", "add", `${gateway}/24`, "dev", bridge);
-      await ip("link", "set", bridge, "up");
+      try {
+        await ip("addr", "add", `${gateway}/24`, "dev", bridge);
+        await ip("link", "set", bridge, "up");
+      } catch (error) {
+        await ip("link", "del", bridge).catch(() => {});
+        throw error;
+      }
+      await mkdir(OWNERS, { recursive: true });
+      await writeFile(`${OWNERS}/${slot}`, String(process.pid));
       return new PodNetwork(slot, bridge, gateway);
     }
     throw new Error("no free pod network slot (pbxrig0..255 all exist)");
@@ -64,6 +101,8 @@ export class PodNetwork {
       await ip("-n", namespace, "route", "add", "default", "via", this.gateway);
     } catch (error) {
       await ip("netns", "del", namespace).catch(() => {});
+      await ip("link", "del", outside).catch(() => {});
+      this.free.push(host);
       throw error;
     }
     return {
@@ -80,6 +119,7 @@ export class PodNetwork {
 
   async destroy(): Promise<void> {
     await ip("link", "del", this.bridge).catch(() => {});
+    await rm(`${OWNERS}/${this.slot}`, { force: true });
   }
 }
 

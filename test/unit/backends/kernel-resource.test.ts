@@ -6,8 +6,9 @@ import {
   KERNEL_SECURITY_CONTEXT,
   KERNEL_TERMINATION_GRACE_SECONDS,
   kernelManifest,
+  launchFailure,
 } from "../../../lib/backends/cluster/kernel-resource.ts";
-import { ConfigError } from "../../../lib/errors.ts";
+import { ConfigError, ValidationError } from "../../../lib/errors.ts";
 
 const RESOURCES = { cpu: "500m", memory: "2Gi", "ephemeral-storage": "1Gi" };
 
@@ -138,8 +139,54 @@ describe("kernelManifest", () => {
     assert.equal(kernel.metadata.labels["app.kubernetes.io/managed-by"], "pybox-serverless");
   });
 
+  it("gives every mount one path: /tmp and a spelled-differently home need no volume of their own", () => {
+    for (const cwd of ["/tmp", "/tmp/job/", "/home/jovyan/../jovyan/x", "/work/a/"]) {
+      const pod = manifest({}, cwd).spec.template.spec;
+      const paths = pod.containers[0]?.volumeMounts.map((m) => m.mountPath) ?? [];
+      assert.equal(new Set(paths).size, paths.length, `unique mount paths for ${cwd}`);
+    }
+    assert.equal(manifest({}, "/work/a/").spec.template.spec.containers[0]?.workingDir, "/work/a");
+  });
+
+  it("refuses a cwd on the ServiceAccount token's shadow", () => {
+    assert.throws(() => manifest({}, "/var/run/secrets/kubernetes.io/serviceaccount"), ValidationError);
+    assert.throws(() => manifest({}, "/var/run/secrets/kubernetes.io/serviceaccount/x/.."), ValidationError);
+  });
+
   it("refuses operator volumes that are not a JSON array of objects", () => {
     assert.throws(() => manifest({ KERNEL_VOLUMES: "{" }), ConfigError);
     assert.throws(() => manifest({ KERNEL_VOLUMES: '"x"' }), ConfigError);
+  });
+});
+
+describe("launchFailure", () => {
+  const kernel = (containerState: Record<string, unknown>, phase = "Pending") => ({
+    metadata: { name: "k" },
+    status: { phase, containerState },
+  });
+
+  it("waits out a first pull error that may pass, and not one the registry refused", () => {
+    assert.equal(
+      launchFailure(kernel({ waiting: { reason: "ErrImagePull", message: "429 Too Many Requests" } })),
+      undefined,
+    );
+    assert.match(
+      launchFailure(kernel({ waiting: { reason: "ErrImagePull", message: "manifest unknown" } })) ?? "",
+      /^ErrImagePull: manifest unknown/,
+    );
+    assert.match(
+      launchFailure(kernel({ waiting: { reason: "ImagePullBackOff" } })) ?? "",
+      /ImagePullBackOff/,
+    );
+  });
+
+  it("waits out what the kubelet retries, and names an exited container and a failed pod", () => {
+    assert.equal(launchFailure(kernel({ waiting: { reason: "CreateContainerError" } })), undefined);
+    assert.equal(launchFailure(kernel({ waiting: { reason: "ContainerCreating" } })), undefined);
+    assert.match(
+      launchFailure(kernel({ terminated: { exitCode: 1, reason: "Error" } })) ?? "",
+      /exited with code 1/,
+    );
+    assert.match(launchFailure(kernel({}, "Failed")) ?? "", /the kernel pod failed/);
   });
 });
