@@ -119,9 +119,12 @@ export function kernelManifest(spec: KernelResourceSpec) {
   const scratch = [
     { name: "pybox-home", mountPath: KERNEL_HOME },
     { name: "pybox-tmp", mountPath: "/tmp" },
+    // A working dir of its own, even under the home or /tmp: a runtime makes a missing one as root,
+    // which uid 1000 cannot write to; an emptyDir is writable by all. At exactly the home or /tmp,
+    // that volume serves already (two mounts at one path make a pod the API server refuses).
     ...(workingDir &&
-    !isWithin(workingDir, KERNEL_HOME) &&
-    !isWithin(workingDir, "/tmp") &&
+    workingDir !== KERNEL_HOME &&
+    workingDir !== "/tmp" &&
     !mountedByOperator(workingDir, volumeMounts)
       ? [{ name: "pybox-work", mountPath: workingDir }]
       : []),

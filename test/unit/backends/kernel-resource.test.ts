@@ -110,10 +110,23 @@ describe("kernelManifest", () => {
     assert.ok(pod.volumes.every((v) => "emptyDir" in v));
   });
 
-  it("needs no extra volume for a working dir inside the home or an operator's mount", () => {
-    const inHome = manifest({}, `${KERNEL_HOME}/project`).spec.template.spec;
-    assert.ok(!inHome.volumes.some((v) => v.name === "pybox-work"));
+  it("gives a working dir under the home or /tmp its own writable volume, and none at exactly them", () => {
+    for (const cwd of [`${KERNEL_HOME}/project`, "/tmp/job"]) {
+      const pod = manifest({}, cwd).spec.template.spec;
+      const work = pod.containers[0]?.volumeMounts.find((m) => m.name === "pybox-work");
+      assert.equal(
+        work?.mountPath,
+        cwd,
+        "a runtime would make a missing dir as root, unwritable by uid 1000",
+      );
+    }
+    for (const cwd of [KERNEL_HOME, "/tmp"]) {
+      const pod = manifest({}, cwd).spec.template.spec;
+      assert.ok(!pod.volumes.some((v) => v.name === "pybox-work"), cwd);
+    }
+  });
 
+  it("needs no extra volume for a working dir on an operator's mount", () => {
     const onData = manifest(
       {
         KERNEL_VOLUMES: JSON.stringify([{ name: "data", persistentVolumeClaim: { claimName: "shared" } }]),
@@ -139,8 +152,15 @@ describe("kernelManifest", () => {
     assert.equal(kernel.metadata.labels["app.kubernetes.io/managed-by"], "pybox-serverless");
   });
 
-  it("gives every mount one path: /tmp and a spelled-differently home need no volume of their own", () => {
-    for (const cwd of ["/tmp", "/tmp/job/", "/home/jovyan/../jovyan/x", "/work/a/"]) {
+  it("gives every mount one path, however the cwd is spelled", () => {
+    for (const cwd of [
+      "/tmp",
+      "/tmp/",
+      "/tmp/job/",
+      "/home/jovyan/",
+      "/home/jovyan/../jovyan/x",
+      "/work/a/",
+    ]) {
       const pod = manifest({}, cwd).spec.template.spec;
       const paths = pod.containers[0]?.volumeMounts.map((m) => m.mountPath) ?? [];
       assert.equal(new Set(paths).size, paths.length, `unique mount paths for ${cwd}`);
