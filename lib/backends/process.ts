@@ -45,7 +45,8 @@ export function signalGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-function signalZero(pid: number): boolean {
+/** Whether a process of this pid exists (signal 0), for callers that hold no identity but a pid. */
+export function signalZero(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -108,27 +108,19 @@ async function buildKubernetes(
     join(moduleDir, "go.mod"),
     `module pybox.invalid/rig/kubernetes\n\ngo 1.26\n\nrequire k8s.io/kubernetes ${RIG_VERSIONS.kubernetes}\n\nreplace (\n${replaces}\n)\n`,
   );
-  const commands = ["kube-apiserver", "kube-controller-manager"].map(
-    (name) => `k8s.io/kubernetes/cmd/${name}`,
-  );
-  await go(["get", ...commands.map((command) => `${command}@${RIG_VERSIONS.kubernetes}`)], moduleDir, log);
+  const targets = [
+    ["k8s.io/kubernetes/cmd/kube-apiserver", bin.kubeApiserver],
+    ["k8s.io/kubernetes/cmd/kube-controller-manager", bin.kubeControllerManager],
+  ] as const;
+  await go(["get", ...targets.map(([command]) => `${command}@${RIG_VERSIONS.kubernetes}`)], moduleDir, log);
   const [major, minor] = RIG_VERSIONS.kubernetes.slice(1).split(".");
   const version = "k8s.io/component-base/version";
   const ldflags = `-s -w -X ${version}.gitVersion=${RIG_VERSIONS.kubernetes} -X ${version}.gitMajor=${major} -X ${version}.gitMinor=${minor}`;
-  await once(bin.kubeApiserver, log, (out) =>
-    go(
-      ["build", "-trimpath", "-ldflags", ldflags, "-o", out, "k8s.io/kubernetes/cmd/kube-apiserver"],
-      moduleDir,
-      log,
-    ).then(() => {}),
-  );
-  await once(bin.kubeControllerManager, log, (out) =>
-    go(
-      ["build", "-trimpath", "-ldflags", ldflags, "-o", out, "k8s.io/kubernetes/cmd/kube-controller-manager"],
-      moduleDir,
-      log,
-    ).then(() => {}),
-  );
+  for (const [command, target] of targets) {
+    await once(target, log, async (out) => {
+      await go(["build", "-trimpath", "-ldflags", ldflags, "-o", out, command], moduleDir, log);
+    });
+  }
 }
 
 async function buildEtcd(cache: string, target: string, log: (line: string) => void) {

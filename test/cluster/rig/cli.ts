@@ -3,6 +3,7 @@ import { openSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { signalZero as alive } from "../../../lib/backends/process.ts";
 import { rigCacheDir } from "./build.ts";
 import { startRig } from "./rig.ts";
 
@@ -20,15 +21,6 @@ interface UpState {
   dir: string;
   env: Record<string, string>;
   adminKubeconfig: string;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function readState(): Promise<UpState | undefined> {

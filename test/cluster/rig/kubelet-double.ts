@@ -74,9 +74,6 @@ interface RunningPod {
 
 /** The double's handle: stop it to kill every pod it runs and unregister its node. */
 export interface KubeletDouble {
-  nodeName: string;
-  /** The pods it runs now, by `namespace/name`. */
-  pods(): string[];
   stop(): Promise<void>;
 }
 
@@ -357,8 +354,6 @@ export async function startKubeletDouble(options: KubeletDoubleOptions): Promise
   await informer.start();
 
   return {
-    nodeName: options.nodeName,
-    pods: () => [...pods.keys()],
     async stop() {
       stopped = true;
       await informer.stop();

@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createConnection, createServer, type Server } from "node:net";
 import { promisify } from "node:util";
+import { signalZero as alive } from "../../../lib/backends/process.ts";
 
 const run = promisify(execFile);
 
@@ -11,15 +12,6 @@ async function ip(...args: string[]): Promise<string> {
 
 /** Which process owns each slot, so a rig killed outright does not keep its slot for ever. */
 const OWNERS = "/run/pybox-rig";
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Removes the bridge and pod namespaces of slots whose owner is gone (a rig killed before its stop). */
 async function sweepAbandoned(links: string): Promise<void> {

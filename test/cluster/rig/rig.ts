@@ -29,10 +29,10 @@ import { makePki, type RigPki } from "./pki.ts";
 const run = promisify(execFile);
 
 /** The project's manifests for a cluster, applied to the rig as an operator would apply them. */
-export const MANIFESTS_DIR = join(PROJECT_ROOT, "deploy", "cluster", "manifests");
+const MANIFESTS_DIR = join(PROJECT_ROOT, "deploy", "cluster", "manifests");
 
 /** The kernels' namespace and the identities the manifests make. */
-export const RIG_NAMESPACE = "pybox-kernels";
+const RIG_NAMESPACE = "pybox-kernels";
 const CONTROLLER = { namespace: "pybox-system", serviceAccount: "jupyter-kernel-controller" };
 const FUNCTIONS = { namespace: RIG_NAMESPACE, serviceAccount: "pybox-functions" };
 
@@ -40,20 +40,13 @@ const FUNCTIONS = { namespace: RIG_NAMESPACE, serviceAccount: "pybox-functions" 
 export interface ClusterRig {
   /** Folder of its state, certificates, kubeconfigs and logs. */
   dir: string;
-  /** The API server, on loopback. */
-  server: string;
   /** Kubeconfig of the functions' ServiceAccount: what the backend runs with (never admin). */
   functionsKubeconfig: string;
   /** Kubeconfig with `system:masters`, for the tests' own look at what happened. */
   adminKubeconfig: string;
   namespace: string;
-  /** The kernel image to put in `KERNEL_IMAGE`. */
-  image: string;
-  kubelet: KubeletDouble;
   /** The environment with which the API (`npm start` or the tests) serves cluster mode on this rig. */
   backendEnv: Record<string, string>;
-  /** PIDs of the processes it started, for `rig:cluster -- down`. */
-  pids: number[];
   stop(): Promise<void>;
 }
 
@@ -112,7 +105,7 @@ function adminGet(pki: RigPki, port: number, path: string): Promise<{ status: nu
 }
 
 /** Applies every manifest in {@link MANIFESTS_DIR}, in file order, with `${VAR}`s filled from `values`. */
-export async function applyManifests(kubeConfig: KubeConfig, values: Record<string, string>): Promise<void> {
+async function applyManifests(kubeConfig: KubeConfig, values: Record<string, string>): Promise<void> {
   const api = KubernetesObjectApi.makeApiClient(kubeConfig);
   for (const file of (await readdir(MANIFESTS_DIR)).filter((name) => name.endsWith(".yaml")).sort()) {
     const text = (await readFile(join(MANIFESTS_DIR, file), "utf8")).replace(
@@ -366,22 +359,17 @@ export async function startRig(
       apiService: { host: network.gateway, port: 443 },
       log: (line) => void writeFile(join(logs, "kubelet-double.log"), `${line}\n`, { flag: "a" }),
     });
-    const running = kubelet;
     return {
       dir,
-      server,
       functionsKubeconfig,
       adminKubeconfig,
       namespace: RIG_NAMESPACE,
-      image: KERNEL_IMAGE,
-      kubelet: running,
       backendEnv: {
         PYBOX_BACKEND: "cluster",
         PYBOX_KUBECONFIG: functionsKubeconfig,
         PYBOX_CLUSTER_NAMESPACE: RIG_NAMESPACE,
         PYBOX_KERNEL_ENV: JSON.stringify({ KERNEL_IMAGE }),
       },
-      pids: [process.pid, ...daemons.map((daemon) => daemon.pid)],
       stop,
     };
   } catch (error) {
