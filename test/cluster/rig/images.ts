@@ -60,8 +60,10 @@ export async function rigImages(
   await cp(join(peers.launchers, "python"), join(usrLocalBin, "kernel-launchers", "python"), {
     recursive: true,
   });
+  // The venv goes to /venv, as an image's own interpreter would sit at a path of the image's: at its
+  // host path it could lie under a folder the pod mounts a volume over (a checkout under /tmp).
   const pythonLayers = (python: ImagePythons["kernel"]): Layer[] => [
-    { from: python.venv, to: python.venv },
+    { from: python.venv, to: "/venv" },
     { from: python.home, to: python.home },
   ];
   return new Map<string, ImageSpec>([
@@ -69,7 +71,7 @@ export async function rigImages(
       KERNEL_IMAGE,
       {
         env: {
-          PATH: `${pythons.kernel.venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
+          PATH: `/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
           HOME: "/home/jovyan",
           NB_USER: "jovyan",
           KERNEL_LANGUAGE: "python",
@@ -86,7 +88,7 @@ export async function rigImages(
       MONITOR_IMAGE,
       {
         env: {
-          PATH: `${pythons.monitor.venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
+          PATH: `/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
           LOG_LEVEL: "DEBUG",
           HOME: "/root",
         },
