@@ -162,4 +162,63 @@ describe("cluster backend against the Kubernetes API double", { timeout: 300_000
       }
     });
   });
+
+  describe("launchers that clash with themselves", () => {
+    let harness: ClusterHarness;
+
+    before(async () => {
+      harness = await startClusterHarness({ env: { PYBOX_START_TIMEOUT_MS: "20000" } });
+    });
+
+    after(async () => {
+      await harness?.stop();
+    });
+
+    it("launches afresh once when the launcher announces a port twice, then fails clearly and deletes both", async () => {
+      const api = harness.server.api.as("clash");
+      harness.controller.setBehaviour({ portClash: true });
+      const created = new Set<string>();
+      const watching = setInterval(() => {
+        for (const kernel of harness.kube.store.list("kernels")) created.add(kernel.metadata.name);
+      }, 5);
+      try {
+        const res = await api.start({ kernelId: "clash" });
+
+        assert.equal(res.status, 503, res.text);
+        const body = res.body as unknown as ErrorBody;
+        assert.equal(body.error.code, "KERNEL_LAUNCH_FAILED");
+        assert.match(body.error.message, /\(2 launches\): the kernel launcher announced port \d+ twice/);
+        assert.equal(created.size, 2, "one fresh launch, no more");
+        assert.equal(harness.kube.store.list("kernels").length, 0, "both Kernels were deleted");
+      } finally {
+        clearInterval(watching);
+        harness.controller.setBehaviour({});
+      }
+    });
+
+    it("starts on the fresh launch when only the first launcher clashed", async () => {
+      const api = harness.server.api.as("clash-once");
+      harness.controller.setBehaviour({ portClash: true });
+      const created: string[] = [];
+      const watching = setInterval(() => {
+        for (const kernel of harness.kube.store.list("kernels")) {
+          if (!created.includes(kernel.metadata.name)) created.push(kernel.metadata.name);
+          harness.controller.setBehaviour({});
+        }
+      }, 5);
+      try {
+        const res = await api.start({ kernelId: "once" });
+
+        assert.equal(res.status, 201, res.text);
+        assert.equal(await api.eval("once", "6 * 7"), "42");
+        assert.equal(created.length, 2, "one fresh launch");
+        const left = harness.kube.store.list("kernels").map((k) => k.metadata.name);
+        assert.deepEqual(left, [created[1]], "the clashing Kernel was deleted");
+        await api.stop("once");
+      } finally {
+        clearInterval(watching);
+        harness.controller.setBehaviour({});
+      }
+    });
+  });
 });

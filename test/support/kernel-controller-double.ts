@@ -37,6 +37,8 @@ export interface KernelBehaviour {
   noAnnotation?: boolean;
   /** Write an invalid connection annotation (`{"ip":"127.0.0.1"}`). */
   badConnection?: boolean;
+  /** Announce a `comm_port` equal to the iopub port, as EG's launcher does when its two draws clash. */
+  portClash?: boolean;
 }
 
 /** In which order the annotation and the Ready condition land. */
@@ -104,6 +106,7 @@ export function startKernelControllerDouble(
     neverReady: options.neverReady,
     noAnnotation: options.noAnnotation,
     badConnection: options.badConnection,
+    portClash: options.portClash,
   };
 
   const delay = () => sleep(Math.floor(Math.random() * (maxDelayMs + 1)));
@@ -197,7 +200,11 @@ export function startKernelControllerDouble(
       const key = behaviour.legacyAnnotation ? LEGACY_CONNECTION_ANNOTATION : CONNECTION_ANNOTATION;
       const value = behaviour.badConnection
         ? JSON.stringify({ ip: "127.0.0.1" })
-        : JSON.stringify({ ...connection, ip: "127.0.0.1" });
+        : JSON.stringify({
+            ...connection,
+            ip: "127.0.0.1",
+            ...(behaviour.portClash ? { comm_port: connection.iopub_port } : {}),
+          });
       api.store.mergePatch(m.namespace, m.name, { metadata: { annotations: { [key]: value } } });
     };
     const ready = () => setReady(m, true, "KernelReady");

@@ -13,6 +13,7 @@ import { logger } from "../../logger.ts";
 import { kernelUsername } from "../kernel-username.ts";
 import type { Backend, HelperRequest, RunOptions, StartSpec } from "../port.ts";
 import {
+  announcedPortClash,
   connectionAnnotation,
   isReady,
   KERNEL_ID_LABEL,
@@ -68,26 +69,28 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
   /**
    * Creates the resource, then waits, by watch, until it is Ready and annotated with its
    * connection, in either order. A launch that does not get there in time is deleted and fails with
-   * the pod's reason. A pod that was Ready and lost it before any connection was announced lost its
-   * monitor (it exits on any API error, a 409 from racing the controller's status write among
-   * them, and never retries): that launch is deleted and made afresh once, within the same deadline.
+   * the pod's reason. Two launches are doomed in ways only we can see, and are deleted and made
+   * afresh once, within the same deadline: a pod that was Ready and lost it before any connection
+   * was announced lost its monitor (it exits on any API error, a 409 from racing the controller's
+   * status write among them, and never retries); a connection that names one port twice comes from
+   * a launcher whose kernel failed to bind ({@link announcedPortClash}).
    */
   async start(spec: StartSpec): Promise<ClusterKernelRef> {
     const deadline = Date.now() + this.options.startTimeoutMs;
     for (let attempt = 1; ; attempt++) {
       const launched = await this.launch(spec, deadline);
-      if (launched !== "lost") return launched;
+      if (!("doomed" in launched)) return launched;
       if (attempt >= LAUNCH_ATTEMPTS || Date.now() >= deadline) {
         throw new KernelLaunchError(
-          `the kernel pod lost readiness before announcing its connection (${attempt} launches): its monitor sidecar exited`,
+          `the kernel could not be launched (${attempt} launches): ${launched.doomed}`,
         );
       }
-      logger.warn("kernel pod lost its monitor before announcing the kernel; launching afresh", { attempt });
+      logger.warn("kernel launch doomed; launching afresh", { attempt, reason: launched.doomed });
     }
   }
 
-  /** One launch: a new `Kernel`, its readiness, its handshake; `"lost"` when its monitor died first. */
-  private async launch(spec: StartSpec, deadline: number): Promise<ClusterKernelRef | "lost"> {
+  /** One launch: a new `Kernel`, its readiness, its handshake; or why it can never answer, deleted. */
+  private async launch(spec: StartSpec, deadline: number): Promise<ClusterKernelRef | { doomed: string }> {
     const { namespace } = this.options;
     const id = randomUUID();
     const username = kernelUsername(spec.owner);
@@ -129,9 +132,17 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
     }
     if (ready === "lost") {
       await this.deleteQuietly(name, id);
-      return "lost";
+      return {
+        doomed: "the pod lost readiness before announcing its connection: its monitor sidecar exited",
+      };
     }
-    const connection = parseConnection(connectionAnnotation(ready));
+    const announced = connectionAnnotation(ready) ?? "";
+    const clash = announcedPortClash(announced);
+    if (clash !== undefined) {
+      await this.deleteQuietly(name, id);
+      return { doomed: `the kernel launcher announced port ${clash} twice, so the kernel could not bind it` };
+    }
+    const connection = parseConnection(announced);
     if (!connection) {
       await this.deleteQuietly(name, id);
       throw new BackendError(`kernel ${name} was annotated with an invalid connection`);
@@ -371,7 +382,7 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
   }
 }
 
-/** Launches of one start, the first included, when a pod loses its monitor before announcing the kernel. */
+/** Launches of one start, the first included, when a launch is doomed (see `ClusterBackend.start`). */
 const LAUNCH_ATTEMPTS = 2;
 
 /**

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { describe, it } from "node:test";
+import { loadAllYaml } from "@kubernetes/client-node";
 import {
+  announcedPortClash,
   KERNEL_HOME,
   KERNEL_PORT_RANGE,
   KERNEL_SECURITY_CONTEXT,
@@ -8,6 +12,7 @@ import {
   kernelManifest,
   launchFailure,
 } from "../../../lib/backends/cluster/kernel-resource.ts";
+import { PROJECT_ROOT } from "../../../lib/config.ts";
 import { ConfigError, ValidationError } from "../../../lib/errors.ts";
 
 const RESOURCES = { cpu: "500m", memory: "2Gi", "ephemeral-storage": "1Gi" };
@@ -145,6 +150,22 @@ describe("kernelManifest", () => {
     assert.equal(range, `${KERNEL_PORT_RANGE.first}..${KERNEL_PORT_RANGE.last}`, "ours wins over a caller's");
   });
 
+  it("admits the functions to exactly the pinned ports in the shipped NetworkPolicy", async () => {
+    const file = join(PROJECT_ROOT, "deploy", "cluster", "manifests", "50-network-policies.yaml");
+    const policies = loadAllYaml(await readFile(file, "utf8")) as {
+      spec: { ingress?: { ports?: { port?: number; endPort?: number }[] }[] };
+    }[];
+    const ports = policies.flatMap((p) => p.spec.ingress ?? []).flatMap((rule) => rule.ports ?? []);
+    assert.deepEqual(
+      ports.map((p) => ({ ...p })),
+      [{ protocol: "TCP", port: KERNEL_PORT_RANGE.first, endPort: KERNEL_PORT_RANGE.last }],
+    );
+    assert.ok(
+      KERNEL_PORT_RANGE.last - KERNEL_PORT_RANGE.first >= 1000,
+      "the launcher refuses a range under 1000",
+    );
+  });
+
   it("puts no labels under spec.template.metadata, which the controller's CRD prunes", () => {
     const kernel = manifest();
 
@@ -176,6 +197,32 @@ describe("kernelManifest", () => {
   it("refuses operator volumes that are not a JSON array of objects", () => {
     assert.throws(() => manifest({ KERNEL_VOLUMES: "{" }), ConfigError);
     assert.throws(() => manifest({ KERNEL_VOLUMES: '"x"' }), ConfigError);
+  });
+});
+
+describe("announcedPortClash", () => {
+  const announced = (ports: Record<string, number>) =>
+    JSON.stringify({
+      shell_port: 40367,
+      iopub_port: 40936,
+      stdin_port: 40737,
+      control_port: 40451,
+      hb_port: 40286,
+      ip: "0.0.0.0",
+      key: "k",
+      ...ports,
+    });
+
+  it("names the port EG's launcher drew twice (its comm port repeating a kernel port)", () => {
+    assert.equal(announcedPortClash(announced({ comm_port: 40936 })), 40936);
+    assert.equal(announcedPortClash(announced({ hb_port: 40367, comm_port: 41000 })), 40367);
+  });
+
+  it("finds nothing in a sound connection, one without a comm port, or text that is not one", () => {
+    assert.equal(announcedPortClash(announced({ comm_port: 40999 })), undefined);
+    assert.equal(announcedPortClash(announced({})), undefined);
+    assert.equal(announcedPortClash("not json"), undefined);
+    assert.equal(announcedPortClash(JSON.stringify({ shell_port: 1 })), undefined);
   });
 });
 
