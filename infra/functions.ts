@@ -8,7 +8,7 @@ import { NodejsFunction } from "aws-cdk-lib/aws-lambda-nodejs";
 import { LogGroup } from "aws-cdk-lib/aws-logs";
 import type { ISecret } from "aws-cdk-lib/aws-secretsmanager";
 import { Construct } from "constructs";
-import { HTTP_INVOCATION_TIMEOUT_MS, SYNC_RUN_LIMIT_MS } from "../lib/config.ts";
+import { HTTP_INVOCATION_TIMEOUT_MS, SYNC_RUN_LIMIT_MS, SYNC_START_LIMIT_MS } from "../lib/config.ts";
 import { FUNCTION_NAMES, FUNCTIONS, type FunctionName, type Trigger } from "../lib/functions.ts";
 import { LAMBDA_RUNTIME, lambdaBundling, NODE_MAJOR, PROJECT_ROOT } from "./bundling.ts";
 import type { Settings, VpcSettings } from "./settings.ts";
@@ -16,9 +16,6 @@ import type { KernelTable } from "./table.ts";
 
 /** The HTTP functions' timeout: under API Gateway's 30 s, as in `npm start` (see `lib/config.ts`). */
 export const HTTP_FUNCTION_TIMEOUT = Duration.millis(HTTP_INVOCATION_TIMEOUT_MS);
-
-/** The longest kernel start behind the API: the 29 s function timeout less room to record it. */
-export const SYNC_START_LIMIT_MS = 25_000;
 
 /** Queued runs stop this long before the consumer's own timeout, to store their result. */
 export const ASYNC_RUN_MARGIN = Duration.minutes(1);

@@ -42,6 +42,13 @@ export const HTTP_INVOCATION_TIMEOUT_MS = 29_000;
 export const SYNC_RUN_LIMIT_MS = 20_000;
 
 /**
+ * The default and largest start behind the API: the rest of the 29 s invocation is for recording
+ * the kernel or deleting what the start made. `npm start` and the deployed HTTP functions use it;
+ * queued starts may be given longer with `PYBOX_START_TIMEOUT_MS` on the consumer.
+ */
+export const SYNC_START_LIMIT_MS = 25_000;
+
+/**
  * Kernel profile presets (`PYBOX_KERNEL_PROFILE`): a project-local environment with the packages
  * an agent's code expects, and the IPython profile, inside that environment, its kernels start
  * with. The profile is the one the agent's package installs, never a copy kept here.
@@ -120,7 +127,7 @@ const EnvSchema = z.object({
   PYBOX_RUN_TIMEOUT_MS: int(100, 15 * 60_000, SYNC_RUN_LIMIT_MS),
   PYBOX_MAX_RUN_TIMEOUT_MS: int(100, HTTP_INVOCATION_TIMEOUT_MS - 1_000, SYNC_RUN_LIMIT_MS),
   PYBOX_INTERRUPT_GRACE_MS: int(100, 60_000, 3_000),
-  PYBOX_START_TIMEOUT_MS: int(1_000, 600_000, 60_000),
+  PYBOX_START_TIMEOUT_MS: int(1_000, 600_000, SYNC_START_LIMIT_MS),
   PYBOX_BUSY_WAIT_MS: int(0, 600_000, 10_000),
   PYBOX_MAX_CODE_BYTES: int(1, 6 * 1024 * 1024, 256 * 1024),
   PYBOX_MAX_OUTPUT_BYTES: int(1_024, 5 * 1024 * 1024, 4 * 1024 * 1024),

@@ -7,9 +7,9 @@ import type { CfnResource } from "aws-cdk-lib";
 import { Annotations, Match } from "aws-cdk-lib/assertions";
 import { build } from "esbuild";
 import { esbuildOptions, PROJECT_ROOT } from "../../infra/bundling.ts";
-import { HTTP_FUNCTION_TIMEOUT, SYNC_START_LIMIT_MS } from "../../infra/functions.ts";
+import { HTTP_FUNCTION_TIMEOUT } from "../../infra/functions.ts";
 import { MAX_MESSAGE_BYTES, MAX_RECEIVE_COUNT } from "../../infra/queue.ts";
-import { loadConfig, SYNC_RUN_LIMIT_MS } from "../../lib/config.ts";
+import { loadConfig, SYNC_RUN_LIMIT_MS, SYNC_START_LIMIT_MS } from "../../lib/config.ts";
 import { ROUTES } from "../../lib/http/routes.ts";
 import { TABLE_KEYS } from "../../lib/store/dynamodb.ts";
 import {

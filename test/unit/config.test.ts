@@ -53,7 +53,7 @@ describe("config", () => {
         idleTimeoutSeconds: 3_600,
         maxKernelsPerCaller: 10,
         files: { maxFileBytes: 100 * 1024 ** 2 },
-        startTimeoutMs: 60_000,
+        startTimeoutMs: 25_000,
         recordTtlSeconds: 604_800,
         local: {
           python: join(PROJECT_ROOT, ".venv", "bin", "python"),
