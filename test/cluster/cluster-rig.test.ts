@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
@@ -10,6 +13,9 @@ import {
   RbacAuthorizationV1Api,
   type V1Pod,
 } from "@kubernetes/client-node";
+import { KERNEL_ID_LABEL, KERNEL_RESOURCE } from "../../lib/backends/cluster/kernel-resource.ts";
+import { loadConfig } from "../../lib/config.ts";
+import { startLocalStack } from "../../lib/dev/local-stack.ts";
 import { describeBackendBehaviour } from "../integration/behaviour.ts";
 import { describeFileBehaviour } from "../integration/files-behaviour.ts";
 import { type LocalApi, startLocalApi } from "../support/local-api.ts";
@@ -318,6 +324,50 @@ describe("cluster rig: kernels that do not come up, and the ends of kernels", { 
       binding.metadata = { name: "pybox-kernel-monitor", namespace: r.namespace };
       await rbac.createNamespacedRoleBinding({ namespace: r.namespace, body: binding });
       await server.stop();
+    }
+  });
+
+  it("culls an idle kernel by our own records (upstream culling never happens): the reaper deletes its Kernel, and its pod goes", async () => {
+    const r = await rig();
+    const stateDir = await mkdtemp(join(tmpdir(), "pybox-rig-reaper-"));
+    const stack = await startLocalStack(
+      loadConfig({ PORT: "0", PYBOX_STATE_DIR: stateDir, ...r.backendEnv }),
+    );
+    const custom = kubeconfig(r.adminKubeconfig).makeApiClient(CustomObjectsApi);
+    const kernelsOf = async (id: string) =>
+      (
+        (await custom.listNamespacedCustomObject({
+          group: KERNEL_RESOURCE.group,
+          version: KERNEL_RESOURCE.version,
+          plural: KERNEL_RESOURCE.plural,
+          namespace: r.namespace,
+          labelSelector: `${KERNEL_ID_LABEL}=${id}`,
+        })) as { items: unknown[] }
+      ).items.length;
+    try {
+      await stack.sandbox.start("erin", { kernelId: "idle" });
+      await stack.sandbox.start("erin", { kernelId: "busy" });
+      const idle = String(
+        await stack.sandbox
+          .run("erin", "idle", "import os; os.environ['KERNEL_ID']")
+          .then((res) => res.data[0]?.["text/plain"]),
+      ).replaceAll("'", "");
+      await sleep(1_500);
+      await stack.sandbox.run("erin", "busy", "x = 1");
+
+      const report = await stack.sandbox.reap(1_000);
+
+      assert.equal(report.idle, 1);
+      assert.equal(await kernelsOf(idle), 0, "the idle kernel's Kernel was deleted");
+      await waitFor(
+        "the idle kernel's pod to go",
+        async () => ((await podOf(r, idle)) ? undefined : true),
+        30_000,
+      );
+      assert.equal((await stack.sandbox.run("erin", "busy", "x")).data[0]?.["text/plain"], "1");
+    } finally {
+      await stack.close();
+      await rm(stateDir, { recursive: true, force: true });
     }
   });
 
