@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { kernelUsername } from "../../lib/backends/kernel-username.ts";
+import { SYNC_START_LIMIT_MS } from "../../lib/config.ts";
 import type { ApiClient, ApiResponse } from "../support/api.ts";
 import { freePort } from "../support/free-port.ts";
 import { GATEWAY_CLIENT_ENVS, type RunningGateway, startGateway } from "../support/gateway.ts";
@@ -442,7 +443,7 @@ describe("gateway backend against a real Enterprise Gateway: errors and what we 
         name: "python3",
         kernel_id: id,
         env: {
-          KERNEL_LAUNCH_TIMEOUT: "60",
+          KERNEL_LAUNCH_TIMEOUT: String(SYNC_START_LIMIT_MS / 1000),
           TEAM: "ops",
           PROJECT: "p",
           KERNEL_ID: id,
