@@ -13,6 +13,8 @@ export interface GatewayConfig {
   requestTimeoutMs: number;
   /** A caller's `cwd` missing on the kernel's host is made there (`PYBOX_GATEWAY_CREATE_CWD`), not refused with 400. */
   createCwd: boolean;
+  /** How long a kernel's websocket stays open after a use, for the next run on it; 0 opens one per use. */
+  keepWebsocketMs: number;
 }
 
 /** How to reach the Kubernetes API and what Kernel resources to make. */

@@ -94,6 +94,7 @@ const EnvSchema = z.object({
   PYBOX_GATEWAY_KERNEL_NAME: z.string().trim().min(1).default("python3"),
   PYBOX_GATEWAY_REQUEST_TIMEOUT_MS: int(100, 120_000, 10_000),
   PYBOX_GATEWAY_CREATE_CWD: z.preprocess(blankAsUnset, z.stringbool().default(false)),
+  PYBOX_GATEWAY_KEEP_WEBSOCKET_MS: int(0, 15 * 60_000, 60_000),
   PYBOX_KUBECONFIG: optionalText,
   PYBOX_KUBECONFIG_SECRET: optionalText,
   PYBOX_EKS_CLUSTER: optionalText,
@@ -241,6 +242,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
             kernelName: e.PYBOX_GATEWAY_KERNEL_NAME,
             requestTimeoutMs: e.PYBOX_GATEWAY_REQUEST_TIMEOUT_MS,
             createCwd: e.PYBOX_GATEWAY_CREATE_CWD,
+            keepWebsocketMs: e.PYBOX_GATEWAY_KEEP_WEBSOCKET_MS,
           },
         }
       : {}),

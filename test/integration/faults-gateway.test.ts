@@ -205,6 +205,43 @@ describe("gateway faults", { timeout: 600_000 }, () => {
     });
   });
 
+  describe("kept websockets", () => {
+    const upgrades = () => proxy.requests.filter((r) => r.upgrade).length;
+
+    it("runs successive cells of a kernel on one kept websocket", async () => {
+      await api.run("steady", "y = 0");
+      const opened = upgrades();
+
+      for (let i = 0; i < 3; i++) assert.equal((await api.run("steady", "y += 1")).status, 200);
+
+      assert.equal(upgrades(), opened, "no new websocket for the next runs");
+      assert.equal(await api.eval("steady", "y"), "3");
+    });
+
+    it("opens a new websocket when the kept one was cut, and the run runs once", async () => {
+      await api.run("steady", "z = 0");
+      const opened = upgrades();
+
+      proxy.dropWebsockets();
+      const res = await api.run("steady", "z += 1");
+
+      assert.equal(res.status, 200, res.text);
+      assert.equal(upgrades(), opened + 1, "one new websocket");
+      assert.equal(await api.eval("steady", "z"), "1", "the cell ran once");
+    });
+
+    it("closes a kernel's kept websocket when the kernel stops", async () => {
+      const open = proxy.openWebsockets();
+      assert.equal((await api.start({ kernelId: "brief" })).status, 201);
+      await api.run("brief", "1");
+      assert.equal(proxy.openWebsockets(), open + 1, "its websocket is kept");
+
+      assert.equal((await api.stop("brief")).status, 204);
+
+      assert.ok(await waitFor(() => proxy.openWebsockets() === open, 5_000), "its websocket was closed");
+    });
+  });
+
   describe("a gateway that goes down", () => {
     it("ends a run whose gateway vanishes under it with 502 RUN_OUTCOME_UNKNOWN within seconds, no retry invited; the kernel, not dead, ran the code once", async () => {
       // Prepare

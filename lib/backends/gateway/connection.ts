@@ -6,11 +6,12 @@ import type { JupyterMessage } from "../../jupyter/messages.ts";
 import type { AnswerListener, ExecuteRequest, KernelTransport } from "../../jupyter/transport.ts";
 import { logger } from "../../logger.ts";
 import { type GatewaySettings, getKernel, interruptKernel, translateGatewayError } from "./api.ts";
+import type { ConnectionCache } from "./connection-cache.ts";
 
 /*
- * One websocket to a gateway kernel, for one invocation: a `KernelConnection` (always disposed)
- * as a `KernelTransport`, watched for the kernel dying, being restarted or vanishing, and for the
- * websocket being lost for longer than a blip.
+ * One websocket to a gateway kernel, for one use: a `KernelConnection` as a `KernelTransport`,
+ * watched for the kernel dying, being restarted or vanishing, and for the websocket being lost for
+ * longer than a blip. A use that ends well hands its connection to the cache for the next one.
  */
 
 /** Where a gateway kernel is, as the connection needs it. */
@@ -103,31 +104,18 @@ export class GatewayTransport implements KernelTransport {
 }
 
 /**
- * Opens one websocket connection for the duration of `use`; the transport's `death` rejects with
- * `KernelDiedError` if the kernel dies, is restarted, or vanishes from the gateway meanwhile.
- * What fails is said in the project's terms.
+ * A websocket connection for the duration of `use`, kept from an earlier use when `cache` has a
+ * live one, else opened; the transport's `death` rejects with `KernelDiedError` if the kernel
+ * dies, is restarted, or vanishes from the gateway meanwhile. A use that succeeds gives the
+ * connection back to `cache`; one that fails disposes it. What fails is said in the project's terms.
  */
 export async function withConnection<T>(
   kernel: GatewayKernel,
   settings: GatewaySettings,
   use: (transport: GatewayTransport) => Promise<T>,
+  cache?: ConnectionCache,
 ): Promise<T> {
-  const connection = new KernelConnection({
-    model: { id: kernel.id, name: kernel.name },
-    serverSettings: settings,
-    handleComms: false,
-    username: "pybox",
-  });
-  // On a kernel restart the connection reconnects on its own, in a promise nobody awaits; when we
-  // dispose it mid-way that promise rejects and, unhandled, would take the process down.
-  const reconnect = connection.reconnect.bind(connection);
-  connection.reconnect = async () => {
-    try {
-      await reconnect();
-    } catch {
-      // disposed while reconnecting: nothing to do
-    }
-  };
+  const connection = (await cache?.take(kernel.id, settings)) ?? openConnection(kernel, settings);
   const death = deferred<never>();
   death.promise.catch(() => undefined);
   const onStatus = (_: unknown, status: string) => {
@@ -152,7 +140,7 @@ export async function withConnection<T>(
     );
   };
   connection.statusChanged.connect(onStatus);
-  let everConnected = false;
+  let everConnected = connection.connectionStatus === "connected";
   let lost: NodeJS.Timeout | undefined;
   const onConnection = (_: unknown, status: string) => {
     // The first opening is awaited by the caller (`connected`); disposing says "disconnected" too.
@@ -179,8 +167,11 @@ export async function withConnection<T>(
       () => undefined,
     );
   }, MODEL_POLL_MS);
+  let succeeded = false;
   try {
-    return await use(new GatewayTransport(connection, settings, kernel, death.promise));
+    const value = await use(new GatewayTransport(connection, settings, kernel, death.promise));
+    succeeded = true;
+    return value;
   } catch (error) {
     throw translateGatewayError(error, "run code");
   } finally {
@@ -188,8 +179,30 @@ export async function withConnection<T>(
     clearTimeout(lost);
     connection.connectionStatusChanged.disconnect(onConnection);
     connection.statusChanged.disconnect(onStatus);
-    connection.dispose();
+    if (succeeded && cache) cache.keep(kernel.id, settings, connection);
+    else connection.dispose();
   }
+}
+
+/** A new connection to the kernel; its websocket opens in the background. */
+function openConnection(kernel: GatewayKernel, settings: GatewaySettings): IKernelConnection {
+  const connection = new KernelConnection({
+    model: { id: kernel.id, name: kernel.name },
+    serverSettings: settings,
+    handleComms: false,
+    username: "pybox",
+  });
+  // On a kernel restart the connection reconnects on its own, in a promise nobody awaits; when we
+  // dispose it mid-way that promise rejects and, unhandled, would take the process down.
+  const reconnect = connection.reconnect.bind(connection);
+  connection.reconnect = async () => {
+    try {
+      await reconnect();
+    } catch {
+      // disposed while reconnecting: nothing to do
+    }
+  };
+  return connection;
 }
 
 /** Waits for the websocket and the kernel's info reply (its readiness handshake), bounded. */

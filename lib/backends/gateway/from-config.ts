@@ -25,6 +25,7 @@ export function gatewayBackendFrom(config: Config): Backend {
     },
     kernelName: gateway.kernelName,
     createCwd: gateway.createCwd,
+    keepWebsocketMs: gateway.keepWebsocketMs,
     startTimeoutMs: config.startTimeoutMs,
   });
   return refreshingCredentials(backend, () => {

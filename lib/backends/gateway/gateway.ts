@@ -20,6 +20,7 @@ import {
   startKernel,
 } from "./api.ts";
 import { type GatewayTransport, kernelReady, withConnection } from "./connection.ts";
+import { ConnectionCache } from "./connection-cache.ts";
 import { enterWorkingDir } from "./working-dir.ts";
 
 const GatewayRefSchema = z.object({
@@ -42,7 +43,15 @@ export interface GatewayBackendOptions {
   startTimeoutMs: number;
   /** Make a caller's `cwd` missing on the kernel's host, rather than refuse it (`PYBOX_GATEWAY_CREATE_CWD`). */
   createCwd: boolean;
+  /** How long a kernel's websocket stays open for its next run (`PYBOX_GATEWAY_KEEP_WEBSOCKET_MS`); 0 never. */
+  keepWebsocketMs: number;
 }
+
+/** Most kernel websockets one function instance keeps open. */
+const KEPT_WEBSOCKETS = 32;
+
+/** Bound on proving a kept websocket alive before a run uses it; past it, a new one is opened. */
+const KEPT_WEBSOCKET_PROBE_MS = 1_000;
 
 /** Bound on the set-up requests of a kernel just started. */
 const SETUP_TIMEOUT_MS = 10_000;
@@ -55,15 +64,22 @@ const MARKER = "__pybox_kernel__";
 
 /**
  * Kernels on a Jupyter Enterprise Gateway (or a plain jupyter_server), reached through its REST
- * API and one websocket `KernelConnection` per run, always disposed. The kernel id is ours (a UUID
+ * API and a websocket `KernelConnection` per kernel, kept open between runs for a while. The kernel id is ours (a UUID
  * sent as `KERNEL_ID`); the caller becomes a sanitised `KERNEL_USERNAME`, its `cwd` the
  * `KERNEL_WORKING_DIR`, and, for gateways that ignore it, the directory the kernel is moved to.
  * Gateways restart kernels that die: such a restart is reported, never hidden.
  */
 export class GatewayBackend implements Backend<GatewayKernelRef> {
   readonly name = "gateway";
+  private readonly connections: ConnectionCache;
 
-  constructor(private readonly options: GatewayBackendOptions) {}
+  constructor(private readonly options: GatewayBackendOptions) {
+    this.connections = new ConnectionCache({
+      maxIdleMs: options.keepWebsocketMs,
+      maxEntries: KEPT_WEBSOCKETS,
+      probeTimeoutMs: KEPT_WEBSOCKET_PROBE_MS,
+    });
+  }
 
   parseRef(value: unknown): GatewayKernelRef {
     return GatewayRefSchema.parse(value);
@@ -98,10 +114,15 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
       ...(spec.cwd === undefined ? {} : { cwd: spec.cwd }),
     };
     try {
-      await withConnection(ref, settings, async (transport) => {
-        await kernelReady(transport, Date.now() + this.options.startTimeoutMs);
-        await this.setUp(transport, spec.cwd, SETUP_TIMEOUT_MS);
-      });
+      await withConnection(
+        ref,
+        settings,
+        async (transport) => {
+          await kernelReady(transport, Date.now() + this.options.startTimeoutMs);
+          await this.setUp(transport, spec.cwd, SETUP_TIMEOUT_MS);
+        },
+        this.connections,
+      );
     } catch (error) {
       await shutdownKernel(settings, ref.id).catch(() => undefined);
       throw error;
@@ -112,27 +133,32 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
 
   async run(ref: GatewayKernelRef, code: string, options: RunOptions): Promise<RunResult> {
     const settings = await this.options.settings();
-    return withConnection(ref, settings, async (transport) => {
-      let outcome: RunOutcome;
-      try {
-        outcome = await runCode(transport, code, {
-          ...options,
-          userExpressions: { pybox: `"${MARKER}" in globals()` },
-        });
-      } catch (error) {
-        throw inGatewayTerms(error, transport);
-      }
-      const { result, expressions } = outcome;
-      const marker = expressions.pybox;
-      // A run that ended on its own in a kernel without our marker ran in one the gateway restarted.
-      if (result.status !== "timeout" && marker?.status === "ok" && marker.data["text/plain"] === "False") {
-        await this.setUp(transport, ref.cwd, RESTART_SETUP_TIMEOUT_MS).catch((error: unknown) =>
-          logger.warn("could not set up the restarted kernel", { kernel: ref.id, error }),
-        );
-        return { ...result, restarted: true };
-      }
-      return result;
-    });
+    return withConnection(
+      ref,
+      settings,
+      async (transport) => {
+        let outcome: RunOutcome;
+        try {
+          outcome = await runCode(transport, code, {
+            ...options,
+            userExpressions: { pybox: `"${MARKER}" in globals()` },
+          });
+        } catch (error) {
+          throw inGatewayTerms(error, transport);
+        }
+        const { result, expressions } = outcome;
+        const marker = expressions.pybox;
+        // A run that ended on its own in a kernel without our marker ran in one the gateway restarted.
+        if (result.status !== "timeout" && marker?.status === "ok" && marker.data["text/plain"] === "False") {
+          await this.setUp(transport, ref.cwd, RESTART_SETUP_TIMEOUT_MS).catch((error: unknown) =>
+            logger.warn("could not set up the restarted kernel", { kernel: ref.id, error }),
+          );
+          return { ...result, restarted: true };
+        }
+        return result;
+      },
+      this.connections,
+    );
   }
 
   /**
@@ -142,8 +168,11 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
    */
   async helper<T>(ref: GatewayKernelRef, request: HelperRequest<T>): Promise<T> {
     const { code, expression, schema, timeoutMs } = request;
-    return withConnection(ref, await this.options.settings(), (transport) =>
-      evaluate(transport, expression, schema, { code, timeoutMs }),
+    return withConnection(
+      ref,
+      await this.options.settings(),
+      (transport) => evaluate(transport, expression, schema, { code, timeoutMs }),
+      this.connections,
     );
   }
 
@@ -158,6 +187,7 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
   }
 
   async stop(ref: GatewayKernelRef): Promise<void> {
+    this.connections.drop(ref.id);
     await shutdownKernel(await this.options.settings(), ref.id);
     logger.info("gateway kernel stopped", { kernel: ref.id });
   }
