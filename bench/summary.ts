@@ -82,6 +82,12 @@ const summary: SummaryMetric[] = [
   ...roundTrip("local", local),
   ...roundTrip("cluster", cluster),
   ...metric("gateway.run_p50_over_pybox", at(gateway, "results", "1+1", "ratio"), "ratio", { le: 0.4 }),
+  ...metric("gateway.run_p50", at(gateway, "results", "1+1", "ours", "p50"), "ms"),
+  ...metric(
+    "gateway.fresh_websocket_run_p50_over_pybox",
+    at(gateway, "results", "1+1", "freshRatio"),
+    "ratio",
+  ),
   ...metric("load.http_runs_per_second", at(load, "http", "throughputPerSecond"), "runs/s"),
   ...metric("load.http_p99", at(load, "http", "latencyMs", "p99"), "ms"),
   ...metric("load.lost_runs", at(load, "lostRuns"), "runs", { le: 0 }),
