@@ -1,5 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
 import { LRUCache } from "lru-cache";
 import type { Backend, KernelRef } from "../backends/port.ts";
 import type { Config } from "../config.ts";
@@ -18,6 +17,7 @@ import { logger } from "../logger.ts";
 import type { KernelRecord, KernelStore } from "../store/kernel-store.ts";
 import { type FileHelper, recordRoot, sweepUploads } from "./file-helpers.ts";
 import { mergeKernelEnv } from "./kernel-env.ts";
+import { LeaseWaiters } from "./lease-waiters.ts";
 
 /** The limits and waits the service applies: exactly these parts of `Config`. */
 export type SandboxSettings = Pick<
@@ -84,10 +84,12 @@ export interface LeaseLimits {
 /**
  * What every room of the sandbox (lifecycle, runs, housekeeping) reaches kernels through: the
  * records, the backend, the settings and the one cache of refs this container has read, so a ref
- * forgotten by a stop is forgotten for runs too. Holds no state beyond that cache.
+ * forgotten by a stop is forgotten for runs too. Holds no state beyond that cache and the queue
+ * of this container's runs waiting for a lease.
  */
 export class KernelAccess {
   private readonly refs = new LRUCache<string, CachedRef>({ max: REF_CACHE_SIZE });
+  private readonly waiters = new LeaseWaiters();
 
   constructor(
     readonly store: KernelRecords,
@@ -134,23 +136,43 @@ export class KernelAccess {
     touch = true,
   ): Promise<KernelRecord> {
     const waitUntil = Date.now() + busyWaitMs;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.store.acquireLease(owner, kernelId, leaseId, Date.now() + leaseMs, touch);
-      } catch (error) {
-        if (!(error instanceof ConditionFailedError)) throw error;
+    const key = leaseKey(owner, kernelId);
+    let turn: ReturnType<LeaseWaiters["join"]> | undefined;
+    let took = false;
+    // A lease a run of this process holds will be released here, and that wakes us; runs of this
+    // process already waiting go first. Either way a first try would only fail.
+    let tryNow = !this.waiters.queueFirst(key);
+    try {
+      for (let attempt = 0; ; attempt++) {
+        if (tryNow) {
+          try {
+            const until = Date.now() + leaseMs;
+            const record = await this.store.acquireLease(owner, kernelId, leaseId, until, touch);
+            took = true;
+            this.waiters.held(key, until);
+            return record;
+          } catch (error) {
+            if (!(error instanceof ConditionFailedError)) throw error;
+          }
+          const record = await this.store.get(owner, kernelId);
+          if (!record) throw notFound(kernelId);
+          if (record.state === "dead") throw deadError(kernelId);
+          if (Date.now() >= waitUntil) {
+            throw record.state === "starting"
+              ? new KernelStartingError(`kernel '${kernelId}' is still starting`, { retryAfterSeconds: 1 })
+              : new KernelBusyError(`kernel '${kernelId}' is running another cell`, { retryAfterSeconds: 1 });
+          }
+        }
+        tryNow = true;
+        // Jittered and capped low: waiters that have waited longest must not poll least often, or
+        // newcomers overtake them and the tail grows (measured by `npm run bench:load`). Waiters of
+        // this process queue behind the oldest, which alone polls; a release here wakes it at once.
+        turn ??= this.waiters.join(key);
+        const pollMs = Math.random() * Math.min(5 * 2 ** attempt, LEASE_POLL_MAX_MS);
+        await turn.pause(pollMs, Math.max(0, waitUntil - Date.now()));
       }
-      const record = await this.store.get(owner, kernelId);
-      if (!record) throw notFound(kernelId);
-      if (record.state === "dead") throw deadError(kernelId);
-      if (Date.now() >= waitUntil) {
-        throw record.state === "starting"
-          ? new KernelStartingError(`kernel '${kernelId}' is still starting`, { retryAfterSeconds: 1 })
-          : new KernelBusyError(`kernel '${kernelId}' is running another cell`, { retryAfterSeconds: 1 });
-      }
-      // Jittered and capped low: waiters that have waited longest must not poll least often, or
-      // newcomers overtake them and the tail grows (measured by `npm run bench:load`).
-      await sleep(Math.random() * Math.min(5 * 2 ** attempt, LEASE_POLL_MAX_MS));
+    } finally {
+      turn?.leave(took);
     }
   }
 
@@ -159,6 +181,7 @@ export class KernelAccess {
     await this.store
       .releaseLease(owner, kernelId, leaseId, touch)
       .catch((cause) => logger.warn("lease not released; it expires by itself", { kernelId, cause }));
+    this.waiters.released(leaseKey(owner, kernelId));
   }
 
   /**
@@ -322,6 +345,7 @@ export class KernelAccess {
   async bury(record: KernelRecord): Promise<void> {
     this.forget(record.owner, record.kernelId);
     await this.store.markDead(record).catch((cause) => logger.warn("could not mark kernel dead", { cause }));
+    this.waiters.released(leaseKey(record.owner, record.kernelId));
     await this.stopQuietly(record);
   }
 
@@ -364,4 +388,9 @@ export function deadError(kernelId: string, cause?: unknown): KernelDeadError {
 
 function cacheKey(owner: string, kernelId: string): string {
   return JSON.stringify([owner, kernelId]);
+}
+
+/** One kernel's key among {@link LeaseWaiters}' queues. */
+function leaseKey(owner: string, kernelId: string): string {
+  return `${owner}\u0000${kernelId}`;
 }
