@@ -78,7 +78,11 @@ const stateDir = await mkdtemp(join(tmpdir(), "pybox-bench-artifacts-"));
 const work = await mkdtemp(join(tmpdir(), "pybox-bench-artifacts-work-"));
 for (let i = 0; i < CROWD; i++) await writeFile(join(work, `f${String(i).padStart(4, "0")}.txt`), String(i));
 const config = loadConfig({ PYBOX_STATE_DIR: stateDir });
-const backend = new LocalBackend({ ...config.local, startTimeoutMs: config.startTimeoutMs });
+const backend = new LocalBackend({
+  ...config.local,
+  startTimeoutMs: config.startTimeoutMs,
+  keepConnectionsMs: config.keepConnectionsMs,
+});
 const ref = await backend.start({ owner: "bench", kernelId: "artifacts", env: {}, cwd: work });
 const client = new KernelClient(ref.connection);
 const samples: Record<string, number[]> = {};

@@ -13,8 +13,6 @@ export interface GatewayConfig {
   requestTimeoutMs: number;
   /** A caller's `cwd` missing on the kernel's host is made there (`PYBOX_GATEWAY_CREATE_CWD`), not refused with 400. */
   createCwd: boolean;
-  /** How long a kernel's websocket stays open after a use, for the next run on it; 0 opens one per use. */
-  keepWebsocketMs: number;
 }
 
 /** How to reach the Kubernetes API and what Kernel resources to make. */
@@ -121,6 +119,8 @@ export interface Config {
   /** Files in and out of kernels: the largest file, in bytes (a bigger upload is refused before any byte). */
   files: { maxFileBytes: number };
   startTimeoutMs: number;
+  /** How long a kernel's connection (sockets, websocket) stays open after a use for the next one; 0 opens one per use. */
+  keepConnectionsMs: number;
   recordTtlSeconds: number;
   /** The local backend: its interpreter, its state folder, and how its kernels are confined. */
   local: LocalConfig;

@@ -94,7 +94,6 @@ const EnvSchema = z.object({
   PYBOX_GATEWAY_KERNEL_NAME: z.string().trim().min(1).default("python3"),
   PYBOX_GATEWAY_REQUEST_TIMEOUT_MS: int(100, 120_000, 10_000),
   PYBOX_GATEWAY_CREATE_CWD: z.preprocess(blankAsUnset, z.stringbool().default(false)),
-  PYBOX_GATEWAY_KEEP_WEBSOCKET_MS: int(0, 15 * 60_000, 60_000),
   PYBOX_KUBECONFIG: optionalText,
   PYBOX_KUBECONFIG_SECRET: optionalText,
   PYBOX_EKS_CLUSTER: optionalText,
@@ -129,6 +128,7 @@ const EnvSchema = z.object({
   PYBOX_MAX_RUN_TIMEOUT_MS: int(100, HTTP_INVOCATION_TIMEOUT_MS - 1_000, SYNC_RUN_LIMIT_MS),
   PYBOX_INTERRUPT_GRACE_MS: int(100, 60_000, 3_000),
   PYBOX_START_TIMEOUT_MS: int(1_000, 600_000, SYNC_START_LIMIT_MS),
+  PYBOX_KEEP_CONNECTIONS_MS: int(0, 15 * 60_000, 60_000),
   PYBOX_BUSY_WAIT_MS: int(0, 600_000, 10_000),
   PYBOX_MAX_CODE_BYTES: int(1, 6 * 1024 * 1024, 256 * 1024),
   PYBOX_MAX_OUTPUT_BYTES: int(1_024, 5 * 1024 * 1024, 4 * 1024 * 1024),
@@ -219,6 +219,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxKernelsPerCaller: e.PYBOX_MAX_KERNELS_PER_CALLER,
     files: { maxFileBytes: e.PYBOX_MAX_FILE_BYTES },
     startTimeoutMs: e.PYBOX_START_TIMEOUT_MS,
+    keepConnectionsMs: e.PYBOX_KEEP_CONNECTIONS_MS,
     recordTtlSeconds: e.PYBOX_RECORD_TTL_SECONDS,
     local: {
       ...kernelInterpreter(e),
@@ -242,7 +243,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
             kernelName: e.PYBOX_GATEWAY_KERNEL_NAME,
             requestTimeoutMs: e.PYBOX_GATEWAY_REQUEST_TIMEOUT_MS,
             createCwd: e.PYBOX_GATEWAY_CREATE_CWD,
-            keepWebsocketMs: e.PYBOX_GATEWAY_KEEP_WEBSOCKET_MS,
           },
         }
       : {}),

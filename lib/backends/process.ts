@@ -1,4 +1,5 @@
 import { readFile } from "node:fs/promises";
+import { KernelDiedError } from "../errors.ts";
 
 /**
  * Identity of a local kernel process: its pid plus the kernel's start time, so a recycled pid
@@ -57,4 +58,28 @@ export function signalZero(pid: number): boolean {
 
 function isErrno(error: unknown, code: string): boolean {
   return error instanceof Error && (error as NodeJS.ErrnoException).code === code;
+}
+
+/**
+ * Does `use` with a signal that aborts with {@link KernelDiedError} once the process is gone (looked
+ * at every `pollMs`), so a request to a kernel that died ends at once rather than at its timeout.
+ */
+export async function whileRunning<T>(
+  identity: ProcessIdentity,
+  pollMs: number,
+  use: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const death = new AbortController();
+  const watch = setInterval(
+    () =>
+      void isRunning(identity).then((alive) => {
+        if (!alive) death.abort(new KernelDiedError("the kernel process has exited"));
+      }),
+    pollMs,
+  );
+  try {
+    return await use(death.signal);
+  } finally {
+    clearInterval(watch);
+  }
 }

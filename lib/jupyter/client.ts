@@ -38,9 +38,9 @@ const DEFAULTS: Required<ClientOptions> = {
 };
 
 /**
- * A short-lived ZeroMQ client for one kernel, and the {@link KernelTransport} that the rules of a
- * run (`execution.ts`) drive for the local and cluster backends. It lives for one invocation:
- * open, handshake, run, close. Lambda freezes the process between calls, so no socket is kept.
+ * A ZeroMQ client for one kernel, and the {@link KernelTransport} that the rules of a run
+ * (`execution.ts`) drive for the local and cluster backends: open, handshake once, run, and close,
+ * or be kept for the kernel's next run in a warm instance (`kept-clients.ts`).
  *
  * Each socket has exactly one reader loop that dispatches by `parent_header.msg_id` (zeromq allows
  * one pending receive per socket); messages that fail HMAC verification are dropped.
@@ -58,6 +58,7 @@ export class KernelClient implements KernelTransport {
   private readonly iopubArrived = deferred<void>();
   private handshaken = false;
   private closed = false;
+  private failed = false;
   /** Rejects if a reader loop dies while the client is open; every wait races it. */
   private readonly broken = deferred<never>();
   /** Messages dropped because they were not authentic or not decodable. */
@@ -193,6 +194,11 @@ export class KernelClient implements KernelTransport {
     }
   }
 
+  /** Open, and no reader loop has failed: fit to be kept for another run. */
+  get isOpen(): boolean {
+    return !this.closed && !this.failed;
+  }
+
   /** Closes every socket; pending waits end with an error. Safe to call twice. */
   close(): void {
     if (this.closed) return;
@@ -299,6 +305,7 @@ export class KernelClient implements KernelTransport {
         this.dispatch(channel, frames);
       }
     } catch (cause) {
+      this.failed = true;
       if (!this.closed)
         this.broken.reject(new BackendUnavailableError(`the ${channel} channel failed`, { cause }));
     }

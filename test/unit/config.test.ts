@@ -54,6 +54,7 @@ describe("config", () => {
         maxKernelsPerCaller: 10,
         files: { maxFileBytes: 100 * 1024 ** 2 },
         startTimeoutMs: 25_000,
+        keepConnectionsMs: 60_000,
         recordTtlSeconds: 604_800,
         local: {
           python: join(PROJECT_ROOT, ".venv", "bin", "python"),
@@ -90,6 +91,7 @@ describe("config", () => {
         PYBOX_MAX_RUN_TIMEOUT_MS: "2000",
         PYBOX_INTERRUPT_GRACE_MS: "300",
         PYBOX_START_TIMEOUT_MS: "4000",
+        PYBOX_KEEP_CONNECTIONS_MS: "0",
         PYBOX_BUSY_WAIT_MS: "0",
         PYBOX_MAX_CODE_BYTES: "512",
         PYBOX_MAX_OUTPUT_BYTES: "2048",
@@ -136,6 +138,7 @@ describe("config", () => {
         maxKernelsPerCaller: 3,
         files: { maxFileBytes: 1_048_576 },
         startTimeoutMs: 4_000,
+        keepConnectionsMs: 0,
         recordTtlSeconds: 3_600,
         local: {
           python: "/opt/py/bin/python",

@@ -7,8 +7,9 @@ import type { ClusterConfig } from "../../config.ts";
 import type { RunResult } from "../../core/run-result.ts";
 import { BackendError, BackendUnavailableError, KernelLaunchError } from "../../errors.ts";
 import { KernelClient } from "../../jupyter/client.ts";
-import { ConnectionInfoSchema, hasAllPorts } from "../../jupyter/connection.ts";
+import { ConnectionInfoSchema } from "../../jupyter/connection.ts";
 import { evaluate } from "../../jupyter/execution.ts";
+import { KernelClients } from "../../jupyter/kept-clients.ts";
 import { logger } from "../../logger.ts";
 import { kernelUsername } from "../kernel-username.ts";
 import type { Backend, HelperRequest, RunOptions, StartSpec } from "../port.ts";
@@ -23,6 +24,7 @@ import {
   kernelManifest,
   launchFailure,
   notReadyReason,
+  parseAnnouncedConnection,
 } from "./kernel-resource.ts";
 import { bounded, parseKernel, resource, translateKubeError } from "./kube-api.ts";
 import type { KubeClients } from "./kube-auth.ts";
@@ -50,6 +52,8 @@ export interface ClusterBackendOptions {
   /** The kernel pods' ServiceAccount (the monitor's). */
   serviceAccount: string;
   startTimeoutMs: number;
+  /** How long a kernel's sockets stay open after a use for the next (`PYBOX_KEEP_CONNECTIONS_MS`); default none. */
+  keepConnectionsMs?: number;
 }
 
 /**
@@ -59,8 +63,11 @@ export interface ClusterBackendOptions {
  */
 export class ClusterBackend implements Backend<ClusterKernelRef> {
   readonly name = "cluster";
+  private readonly kept: KernelClients;
 
-  constructor(private readonly options: ClusterBackendOptions) {}
+  constructor(private readonly options: ClusterBackendOptions) {
+    this.kept = new KernelClients(options.keepConnectionsMs ?? 0);
+  }
 
   parseRef(value: unknown): ClusterKernelRef {
     return ClusterRefSchema.parse(value);
@@ -142,43 +149,35 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
       await this.deleteQuietly(name, id);
       return { doomed: `the kernel launcher announced port ${clash} twice, so the kernel could not bind it` };
     }
-    const connection = parseConnection(announced);
+    const connection = parseAnnouncedConnection(announced);
     if (!connection) {
       await this.deleteQuietly(name, id);
       throw new BackendError(`kernel ${name} was annotated with an invalid connection`);
     }
     const ref: ClusterKernelRef = { backend: "cluster", id, name, namespace, connection };
-    let client: KernelClient | undefined;
     try {
-      client = new KernelClient(connection, { handshakeTimeoutMs: Math.max(1, deadline - Date.now()) });
-      await client.handshake();
+      await this.kept.use(connection, (client) => client.handshake(), {
+        handshakeTimeoutMs: Math.max(1, deadline - Date.now()),
+      });
     } catch (error) {
       await this.deleteQuietly(name, id);
       throw error;
-    } finally {
-      client?.close();
     }
     logger.info("cluster kernel started", { kernel: name });
     return ref;
   }
 
   async run(ref: ClusterKernelRef, code: string, options: RunOptions): Promise<RunResult> {
-    const client = new KernelClient(ref.connection);
-    try {
-      return await client.execute(code, options);
-    } finally {
-      client.close();
-    }
+    return this.kept.use(ref.connection, (client) => client.execute(code, options), {
+      admitted: options.admitted,
+    });
   }
 
   async helper<T>(ref: ClusterKernelRef, request: HelperRequest<T>): Promise<T> {
     const { code, expression, schema, timeoutMs } = request;
-    const client = new KernelClient(ref.connection);
-    try {
-      return await evaluate(client, expression, schema, { code, timeoutMs });
-    } finally {
-      client.close();
-    }
+    return this.kept.use(ref.connection, (client) =>
+      evaluate(client, expression, schema, { code, timeoutMs }),
+    );
   }
 
   async interrupt(ref: ClusterKernelRef): Promise<void> {
@@ -198,7 +197,7 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
   async isAlive(ref: ClusterKernelRef): Promise<boolean> {
     const kernel = await this.get(ref.name);
     if (!kernel || !isReady(kernel)) return false;
-    const announced = parseConnection(connectionAnnotation(kernel));
+    const announced = parseAnnouncedConnection(connectionAnnotation(kernel));
     if (announced && announced.key !== ref.connection.key) return false;
     const client = new KernelClient(ref.connection);
     try {
@@ -211,6 +210,7 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
 
   /** Deletes by name, falling back to the kernel-id label; gone already is success. */
   async stop(ref: ClusterKernelRef): Promise<void> {
+    this.kept.drop(ref.connection);
     const client = new KernelClient(ref.connection);
     try {
       await client.shutdown(1_000);
@@ -403,15 +403,4 @@ function lostBeforeAnnounced(seen: { ready: boolean }, kernel: KernelObject): bo
 function failIfHopeless(name: string, kernel: KernelObject): void {
   const failure = launchFailure(kernel);
   if (failure) throw new KernelLaunchError(`kernel ${name} cannot start: ${failure}`);
-}
-
-/** The annotated connection JSON, if it is a complete, valid connection. */
-function parseConnection(text: string | undefined) {
-  if (text === undefined) return undefined;
-  try {
-    const parsed = ConnectionInfoSchema.safeParse(JSON.parse(text));
-    return parsed.success && hasAllPorts(parsed.data) ? parsed.data : undefined;
-  } catch {
-    return undefined;
-  }
 }

@@ -25,6 +25,7 @@ export function clusterBackendFrom(config: Config): Backend {
     resources: cluster.resources,
     serviceAccount: cluster.serviceAccount,
     startTimeoutMs: config.startTimeoutMs,
+    keepConnectionsMs: config.keepConnectionsMs,
   });
   return refreshingCredentials(backend, () => {
     clients = kubeClientsLoader(cluster.auth);

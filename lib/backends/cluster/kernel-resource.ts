@@ -2,6 +2,7 @@ import { posix } from "node:path";
 import * as z from "zod";
 import type { ClusterConfig } from "../../config.ts";
 import { ConfigError, ValidationError } from "../../errors.ts";
+import { type ConnectionInfo, ConnectionInfoSchema, hasAllPorts } from "../../jupyter/connection.ts";
 
 /** The jupyter-kernel-controller's custom resource. */
 export const KERNEL_RESOURCE = {
@@ -278,6 +279,17 @@ export function isReady(kernel: KernelObject): boolean {
 export function connectionAnnotation(kernel: KernelObject): string | undefined {
   const annotations = kernel.metadata.annotations ?? {};
   return CONNECTION_ANNOTATIONS.map((key) => annotations[key]).find((value) => value !== undefined);
+}
+
+/** The annotated connection JSON, if it is a complete, valid connection. */
+export function parseAnnouncedConnection(text: string | undefined): ConnectionInfo | undefined {
+  if (text === undefined) return undefined;
+  try {
+    const parsed = ConnectionInfoSchema.safeParse(JSON.parse(text));
+    return parsed.success && hasAllPorts(parsed.data) ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 const AnnouncedPortsSchema = z.looseObject({

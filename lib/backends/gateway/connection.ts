@@ -4,9 +4,9 @@ import { deferred, within } from "../../async.ts";
 import { BackendUnavailableError, KernelDiedError } from "../../errors.ts";
 import type { JupyterMessage } from "../../jupyter/messages.ts";
 import type { AnswerListener, ExecuteRequest, KernelTransport } from "../../jupyter/transport.ts";
+import type { KeptConnections } from "../../kept-connections.ts";
 import { logger } from "../../logger.ts";
 import { type GatewaySettings, getKernel, interruptKernel, translateGatewayError } from "./api.ts";
-import type { ConnectionCache } from "./connection-cache.ts";
 
 /*
  * One websocket to a gateway kernel, for one use: a `KernelConnection` as a `KernelTransport`,
@@ -113,7 +113,7 @@ export async function withConnection<T>(
   kernel: GatewayKernel,
   settings: GatewaySettings,
   use: (transport: GatewayTransport) => Promise<T>,
-  cache?: ConnectionCache,
+  cache?: KeptConnections<IKernelConnection>,
 ): Promise<T> {
   const connection = (await cache?.take(kernel.id, settings)) ?? openConnection(kernel, settings);
   const death = deferred<never>();
@@ -179,7 +179,7 @@ export async function withConnection<T>(
     clearTimeout(lost);
     connection.connectionStatusChanged.disconnect(onConnection);
     connection.statusChanged.disconnect(onStatus);
-    if (succeeded && cache) cache.keep(kernel.id, settings, connection);
+    if (succeeded && cache) cache.keep(kernel.id, connection, settings);
     else connection.dispose();
   }
 }

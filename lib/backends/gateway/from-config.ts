@@ -25,7 +25,7 @@ export function gatewayBackendFrom(config: Config): Backend {
     },
     kernelName: gateway.kernelName,
     createCwd: gateway.createCwd,
-    keepWebsocketMs: gateway.keepWebsocketMs,
+    keepConnectionsMs: config.keepConnectionsMs,
     startTimeoutMs: config.startTimeoutMs,
   });
   return refreshingCredentials(backend, () => {

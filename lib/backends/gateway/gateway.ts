@@ -20,7 +20,7 @@ import {
   startKernel,
 } from "./api.ts";
 import { type GatewayTransport, kernelReady, withConnection } from "./connection.ts";
-import { ConnectionCache } from "./connection-cache.ts";
+import { gatewayConnections } from "./connection-cache.ts";
 import { enterWorkingDir } from "./working-dir.ts";
 
 const GatewayRefSchema = z.object({
@@ -43,8 +43,8 @@ export interface GatewayBackendOptions {
   startTimeoutMs: number;
   /** Make a caller's `cwd` missing on the kernel's host, rather than refuse it (`PYBOX_GATEWAY_CREATE_CWD`). */
   createCwd: boolean;
-  /** How long a kernel's websocket stays open for its next run (`PYBOX_GATEWAY_KEEP_WEBSOCKET_MS`); 0 never. */
-  keepWebsocketMs: number;
+  /** How long a kernel's websocket stays open for its next run (`PYBOX_KEEP_CONNECTIONS_MS`); 0 never. */
+  keepConnectionsMs: number;
 }
 
 /** Most kernel websockets one function instance keeps open. */
@@ -71,11 +71,11 @@ const MARKER = "__pybox_kernel__";
  */
 export class GatewayBackend implements Backend<GatewayKernelRef> {
   readonly name = "gateway";
-  private readonly connections: ConnectionCache;
+  private readonly connections: ReturnType<typeof gatewayConnections>;
 
   constructor(private readonly options: GatewayBackendOptions) {
-    this.connections = new ConnectionCache({
-      maxIdleMs: options.keepWebsocketMs,
+    this.connections = gatewayConnections({
+      maxIdleMs: options.keepConnectionsMs,
       maxEntries: KEPT_WEBSOCKETS,
       probeTimeoutMs: KEPT_WEBSOCKET_PROBE_MS,
     });

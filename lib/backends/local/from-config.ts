@@ -7,5 +7,9 @@ import { LocalBackend } from "./local.ts";
  * each backend by one `…BackendFrom(config)` and nothing of its options.
  */
 export function localBackendFrom(config: Config): Backend {
-  return new LocalBackend({ ...config.local, startTimeoutMs: config.startTimeoutMs });
+  return new LocalBackend({
+    ...config.local,
+    startTimeoutMs: config.startTimeoutMs,
+    keepConnectionsMs: config.keepConnectionsMs,
+  });
 }

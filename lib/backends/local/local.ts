@@ -19,19 +19,14 @@ import { setTimeout as sleep } from "node:timers/promises";
 import * as z from "zod";
 import { DEFAULT_KERNEL_LIMITS, type KernelLimits, type LocalConfig } from "../../config.ts";
 import type { RunResult } from "../../core/run-result.ts";
-import {
-  BackendError,
-  BackendUnavailableError,
-  ConfigError,
-  KernelDiedError,
-  ValidationError,
-} from "../../errors.ts";
+import { BackendError, BackendUnavailableError, ConfigError, ValidationError } from "../../errors.ts";
 import { KernelClient } from "../../jupyter/client.ts";
 import { ConnectionInfoSchema } from "../../jupyter/connection.ts";
 import { evaluate } from "../../jupyter/execution.ts";
+import { KernelClients } from "../../jupyter/kept-clients.ts";
 import { logger } from "../../logger.ts";
 import type { Backend, HelperRequest, KernelInventory, RunOptions, StartSpec } from "../port.ts";
-import { isRunning, readProcess, signalGroup } from "../process.ts";
+import { isRunning, readProcess, signalGroup, whileRunning } from "../process.ts";
 import { closedFolders } from "./bwrap.ts";
 import {
   freshConnection,
@@ -78,6 +73,8 @@ export interface LocalBackendOptions {
   /** Parent of every kernel's runtime folder (connection file, log, default working dir). */
   stateDir: string;
   startTimeoutMs: number;
+  /** How long a kernel's sockets stay open after a use for the next (`PYBOX_KEEP_CONNECTIONS_MS`); default none. */
+  keepConnectionsMs?: number;
   /** How kernels are confined (default `auto`: bubblewrap where it works). */
   sandbox?: LocalConfig["sandbox"];
   /** What each sandboxed kernel may use. */
@@ -111,7 +108,11 @@ export class LocalBackend implements Backend<LocalKernelRef> {
   readonly name = "local";
   private interpreterInfo: Promise<Interpreter> | undefined;
 
-  constructor(private readonly options: LocalBackendOptions) {}
+  private readonly kept: KernelClients;
+
+  constructor(private readonly options: LocalBackendOptions) {
+    this.kept = new KernelClients(options.keepConnectionsMs ?? 0);
+  }
 
   /** Each kernel's ref is also kept in its runtime folder, so kernels can be found without records. */
   readonly inventory: KernelInventory<LocalKernelRef> = {
@@ -259,23 +260,24 @@ export class LocalBackend implements Backend<LocalKernelRef> {
     // Written before the handshake, so a crash from here on leaves a kernel the reaper can find.
     await mkdir(join(stateDir, REF_DIR), { recursive: true });
     await writeFile(refFile(stateDir, id), JSON.stringify(ref), { mode: 0o600 });
-    const client = new KernelClient(ref.connection, {
-      handshakeTimeoutMs: Math.max(1, deadline - Date.now()),
-    });
     try {
-      await client.handshake();
+      await this.kept.use(ref.connection, (client) => client.handshake(), {
+        handshakeTimeoutMs: Math.max(1, deadline - Date.now()),
+      });
     } catch (error) {
       await this.stop(ref);
       throw error;
-    } finally {
-      client.close();
     }
     logger.info("local kernel started", { kernel: id, pid, sandboxed: ref.sandboxed });
     return ref;
   }
 
   async run(ref: LocalKernelRef, code: string, options: RunOptions): Promise<RunResult> {
-    return this.connected(ref, (client, signal) => client.execute(code, { ...options, signal }));
+    return this.connected(
+      ref,
+      (client, signal) => client.execute(code, { ...options, signal }),
+      options.admitted,
+    );
   }
 
   async helper<T>(ref: LocalKernelRef, request: HelperRequest<T>): Promise<T> {
@@ -313,6 +315,7 @@ export class LocalBackend implements Backend<LocalKernelRef> {
   }
 
   async stop(ref: LocalKernelRef): Promise<void> {
+    this.kept.drop(ref.connection);
     if (await isRunning(ref)) {
       const client = new KernelClient(ref.connection);
       try {
@@ -334,26 +337,19 @@ export class LocalBackend implements Backend<LocalKernelRef> {
   }
 
   /**
-   * One client for one request, closed after it; `signal` aborts once the kernel's process is
-   * gone, so a request to a kernel that died ends at once.
+   * A client for one request, kept for the next when it succeeds; `signal` aborts once the
+   * kernel's process is gone, so a request to a kernel that died ends at once.
    */
   private async connected<T>(
     ref: LocalKernelRef,
     use: (client: KernelClient, signal: AbortSignal) => Promise<T>,
+    admitted?: Promise<unknown>,
   ): Promise<T> {
-    const client = new KernelClient(ref.connection);
-    const death = new AbortController();
-    const check = () =>
-      void isRunning(ref).then((alive) => {
-        if (!alive) death.abort(new KernelDiedError("the kernel process has exited"));
-      });
-    const watch = setInterval(check, PROCESS_POLL_MS);
-    try {
-      return await use(client, death.signal);
-    } finally {
-      clearInterval(watch);
-      client.close();
-    }
+    return this.kept.use(
+      ref.connection,
+      (client) => whileRunning(ref, PROCESS_POLL_MS, (signal) => use(client, signal)),
+      { admitted },
+    );
   }
 
   /** Removes a kernel's folders and gives a lent cwd back to its owner. */

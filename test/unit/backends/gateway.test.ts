@@ -39,7 +39,6 @@ const GATEWAY: GatewayConfig = {
   kernelName: "python3",
   requestTimeoutMs: 1_000,
   createCwd: false,
-  keepWebsocketMs: 60_000,
 };
 
 /** A stand-in for the Secrets Manager client: answers every `send` with `answer()` and counts the calls. */
