@@ -15,7 +15,7 @@ import { summarize, timed } from "./stats.ts";
  * DynamoDB → gateway websocket) against pybox's own `RemotePyBox.run` on the same kernel,
  * alternating run by run, for `1+1` and a pandas display. Ours runs twice over: as a warm function
  * instance keeps the kernel's websocket between runs (the default), and as a cold one opens it
- * afresh for each run (`PYBOX_GATEWAY_KEEP_WEBSOCKET_MS=0`, a second API on a kernel of its own).
+ * afresh for each run (`PYBOX_KEEP_CONNECTIONS_MS=0`, a second API on a kernel of its own).
  */
 const ROUNDS = 100;
 const WARMUP = 10;
@@ -36,7 +36,7 @@ const settings = {
 };
 const stack = await startLocalStack(loadConfig({ ...settings, PYBOX_STATE_DIR: stateDir }));
 const freshStack = await startLocalStack(
-  loadConfig({ ...settings, PYBOX_STATE_DIR: freshStateDir, PYBOX_GATEWAY_KEEP_WEBSOCKET_MS: "0" }),
+  loadConfig({ ...settings, PYBOX_STATE_DIR: freshStateDir, PYBOX_KEEP_CONNECTIONS_MS: "0" }),
 );
 const http = jsonClient(stack.url);
 const freshHttp = jsonClient(freshStack.url);
@@ -110,7 +110,7 @@ try {
   const md = [
     "# Benchmark: gateway path against pybox's RemotePyBox.run, one Enterprise Gateway kernel",
     "",
-    `${report.date}, ${report.machine.cpus} × ${report.machine.model}, Node ${report.machine.node}; ${ROUNDS} runs each after ${WARMUP} warm-up, ours (kept websocket), ours (fresh websocket) and pybox's taking turns on one gateway. Ours is the full path (keep-alive HTTP → dev server → handler → DynamoDB lease → gateway websocket): "kept" as a warm function instance runs it (the kernel's websocket kept from the run before and proven alive with a \`kernel_info_request\`), "fresh" as a cold one (\`PYBOX_GATEWAY_KEEP_WEBSOCKET_MS=0\`, its own kernel on the same gateway). pybox's is \`RemotePyBox.run\` in its own Python process, on our first kernel. Target: ours (kept) ≤ 0.4 × pybox.`,
+    `${report.date}, ${report.machine.cpus} × ${report.machine.model}, Node ${report.machine.node}; ${ROUNDS} runs each after ${WARMUP} warm-up, ours (kept websocket), ours (fresh websocket) and pybox's taking turns on one gateway. Ours is the full path (keep-alive HTTP → dev server → handler → DynamoDB lease → gateway websocket): "kept" as a warm function instance runs it (the kernel's websocket kept from the run before; one kept over a second would first be proven alive with a \`kernel_info_request\`), "fresh" as a cold one (\`PYBOX_KEEP_CONNECTIONS_MS=0\`, its own kernel on the same gateway). pybox's is \`RemotePyBox.run\` in its own Python process, on our first kernel. Target: ours (kept) ≤ 0.4 × pybox.`,
     "",
     "| code | ours kept p50 ms | p95 | ours fresh p50 ms | p95 | pybox p50 ms | p95 | kept / pybox | fresh / pybox |",
     "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

@@ -70,8 +70,18 @@ function roundTrip(prefix: string, r: Json | undefined): SummaryMetric[] {
     ...metric(`${prefix}.overhead_over_fresh_sockets_p50`, at(r, "fullPathOverFreshSocketsP50Ms"), "ms", {
       le: 3,
     }),
+    ...metric(`${prefix}.overhead_over_persistent_client_p50`, at(r, "fullPathOverPersistentP50Ms"), "ms", {
+      le: 3,
+    }),
     ...metric(`${prefix}.start_p50`, at(r, "start", "p50"), "ms"),
   ];
+}
+
+/** The HTTP path's runs/s over raw ZeroMQ's in the same load run, to two decimals. */
+function loadRatio(r: Json | undefined): number | undefined {
+  const http = at(r, "http", "throughputPerSecond");
+  const raw = at(r, "rawZeroMq", "throughputPerSecond");
+  return http === undefined || !raw ? undefined : Math.round((http / raw) * 100) / 100;
 }
 
 const [local, cluster, gateway, load, bundles, files, artifacts, pythonClient] = await Promise.all(
@@ -89,7 +99,10 @@ const summary: SummaryMetric[] = [
     "ratio",
   ),
   ...metric("load.http_runs_per_second", at(load, "http", "throughputPerSecond"), "runs/s"),
-  ...metric("load.http_p99", at(load, "http", "latencyMs", "p99"), "ms"),
+  ...metric("load.raw_zeromq_runs_per_second", at(load, "rawZeroMq", "throughputPerSecond"), "runs/s"),
+  ...metric("load.http_over_raw_zeromq_runs_per_second", loadRatio(load), "ratio", { ge: 0.6 }),
+  ...metric("load.http_p99", at(load, "http", "latencyMs", "p99"), "ms", { le: 1_000 }),
+  ...metric("load.http_errors", at(load, "http", "errors"), "runs", { le: 0 }),
   ...metric("load.lost_runs", at(load, "lostRuns"), "runs", { le: 0 }),
   ...metric("load.duplicated_runs", at(load, "duplicatedRuns"), "runs", { le: 0 }),
   ...((bundles?.results as Json[] | undefined) ?? []).flatMap((bundle) => [
