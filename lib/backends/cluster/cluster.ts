@@ -1,6 +1,5 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ApiException } from "@kubernetes/client-node";
 import * as z from "zod";
 import { deferred } from "../../async.ts";
 import type { ClusterConfig } from "../../config.ts";
@@ -26,7 +25,7 @@ import {
   notReadyReason,
   parseAnnouncedConnection,
 } from "./kernel-resource.ts";
-import { bounded, parseKernel, resource, translateKubeError } from "./kube-api.ts";
+import { apiStatus, bounded, parseKernel, resource, translateKubeError } from "./kube-api.ts";
 import type { KubeClients } from "./kube-auth.ts";
 
 const ClusterRefSchema = z.object({
@@ -122,13 +121,12 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
         "create a kernel",
       );
     } catch (error) {
-      if (error instanceof ApiException && error.code === 404) {
+      if (apiStatus(error) === 404) {
         throw new BackendError("the Kernel resource type or the namespace does not exist in the cluster", {
           cause: error,
         });
       }
-      if (!(error instanceof ApiException && error.code === 409))
-        throw translateKubeError(error, "create a kernel");
+      if (!(apiStatus(error) === 409)) throw translateKubeError(error, "create a kernel");
     }
     let ready: KernelObject | "lost";
     try {
@@ -231,7 +229,7 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
         ),
       );
     } catch (error) {
-      if (error instanceof ApiException && error.code === 404) return undefined;
+      if (apiStatus(error) === 404) return undefined;
       throw translateKubeError(error, "read a kernel");
     }
   }
@@ -243,8 +241,7 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
       await bounded(custom.deleteNamespacedCustomObject({ ...resource(namespace), name }), "delete a kernel");
       return;
     } catch (error) {
-      if (!(error instanceof ApiException && error.code === 404))
-        throw translateKubeError(error, "delete a kernel");
+      if (!(apiStatus(error) === 404)) throw translateKubeError(error, "delete a kernel");
     }
     try {
       const list = (await bounded(
@@ -259,7 +256,7 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
         await custom
           .deleteNamespacedCustomObject({ ...resource(namespace), name: other })
           .catch((error: unknown) => {
-            if (!(error instanceof ApiException && error.code === 404)) throw error;
+            if (!(apiStatus(error) === 404)) throw error;
           });
       }
     } catch (error) {

@@ -1,4 +1,3 @@
-import { ApiException } from "@kubernetes/client-node";
 import { within } from "../../async.ts";
 import {
   BackendError,
@@ -45,17 +44,28 @@ export function parseKernel(value: unknown): KernelObject {
 }
 
 /**
+ * The HTTP status of an API answer the Kubernetes client raised as its `ApiException` (a numeric
+ * `code` with the answer's `body` and `headers`); undefined for anything else, a network error
+ * among them. Read by shape, so the client is loaded only once a call is made.
+ */
+export function apiStatus(error: unknown): number | undefined {
+  if (!(error instanceof Error) || !("body" in error) || !("headers" in error) || !("code" in error))
+    return undefined;
+  return typeof error.code === "number" ? error.code : undefined;
+}
+
+/**
  * The Kubernetes API's answers in the project's terms, in one place: a quota refusal (403) keeps
  * the API server's message, which names the quota; other failures say only what failed.
  */
 export function translateKubeError(error: unknown, doing: string): PyboxError {
   if (error instanceof PyboxError) return error;
-  if (error instanceof ApiException) {
-    const code = error.code;
+  const code = apiStatus(error);
+  if (code !== undefined) {
     if (code === 403) {
       // Only a quota refusal is about capacity, and its message names the quota; an RBAC denial
       // names our role and is a misconfiguration the caller cannot fix.
-      const message = statusMessage(error.body);
+      const message = statusMessage((error as { body?: unknown }).body);
       if (message && /exceeded quota/i.test(message))
         return new CapacityError(message, { retryAfterSeconds: 10 });
       return new BackendError(`the Kubernetes API refused to ${doing} (HTTP 403)`, { cause: error });

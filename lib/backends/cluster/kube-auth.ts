@@ -1,7 +1,7 @@
 import { Sha256 } from "@aws-crypto/sha256-js";
 import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { fromNodeProviderChain } from "@aws-sdk/credential-providers";
-import { CustomObjectsApi, KubeConfig, Watch } from "@kubernetes/client-node";
+import type { CustomObjectsApi, KubeConfig, Watch } from "@kubernetes/client-node";
 import { HttpRequest } from "@smithy/protocol-http";
 import { SignatureV4 } from "@smithy/signature-v4";
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from "@smithy/types";
@@ -36,10 +36,9 @@ export function kubeClientsLoader(
     if (!current || now().getTime() >= current.expiresAt) {
       const expiresAt =
         auth.kind === "eks" ? now().getTime() + EKS_TOKEN_LIFETIME_MS : Number.POSITIVE_INFINITY;
-      const clients = loadKubeConfig(auth, deps, now).then((kc) => ({
-        custom: kc.makeApiClient(CustomObjectsApi),
-        watch: new Watch(kc),
-      }));
+      const clients = Promise.all([loadKubeConfig(auth, deps, now), import("./kube-client.ts")]).then(
+        ([kc, k8s]) => ({ custom: kc.makeApiClient(k8s.CustomObjectsApi), watch: new k8s.Watch(kc) }),
+      );
       current = { clients, expiresAt };
       clients.catch(() => {
         current = undefined;
@@ -54,6 +53,8 @@ async function loadKubeConfig(
   deps: { secrets?: SecretsManagerClient; credentials?: AwsCredentialIdentityProvider },
   now: () => Date,
 ): Promise<KubeConfig> {
+  // Loaded on first use, not at init: runs go straight to the pod and most never need the API.
+  const { KubeConfig } = await import("./kube-client.ts");
   const kc = new KubeConfig();
   switch (auth.kind) {
     case "kubeconfig-file":
