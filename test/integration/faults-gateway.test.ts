@@ -218,6 +218,18 @@ describe("gateway faults", { timeout: 600_000 }, () => {
       assert.equal(await api.eval("steady", "y"), "3");
     });
 
+    it("reuses a websocket kept for a while once it answers its probe", async () => {
+      await api.run("steady", "w = 0");
+      const opened = upgrades();
+
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      const res = await api.run("steady", "w += 1");
+
+      assert.equal(res.status, 200, res.text);
+      assert.equal(upgrades(), opened, "the kept websocket answered its probe and was reused");
+      assert.equal(await api.eval("steady", "w"), "1");
+    });
+
     it("opens a new websocket when the kept one was cut, and the run runs once", async () => {
       await api.run("steady", "z = 0");
       const opened = upgrades();
