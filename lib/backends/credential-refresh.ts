@@ -27,5 +27,6 @@ export function refreshingCredentials<R extends KernelRef>(
     interrupt: (ref) => guard(() => backend.interrupt(ref)),
     isAlive: (ref) => guard(() => backend.isAlive(ref)),
     stop: (ref) => guard(() => backend.stop(ref)),
+    closeKept: () => backend.closeKept?.(),
   };
 }

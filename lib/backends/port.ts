@@ -67,6 +67,8 @@ export interface Backend<R extends KernelRef = KernelRef> {
   isAlive(ref: R): Promise<boolean>;
   /** Idempotent: a kernel that is gone already is success. */
   stop(ref: R): Promise<void>;
+  /** Closes what it keeps open between uses (kept connections), when the process is done serving. */
+  closeKept?(): void;
   /**
    * The kernels this backend is running, so the reaper can stop those no record points at (a crash
    * between starting a kernel and recording it). Left out by backends whose peer can list kernels

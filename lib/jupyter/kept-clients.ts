@@ -49,8 +49,8 @@ export class KernelClients {
       await admitted.catch(() => undefined);
       client = await this.kept.take(key);
     }
-    const done = this.kept.using(key);
     client ??= new KernelClient(info, clientOptions);
+    const done = this.kept.using(key);
     let succeeded = false;
     try {
       const value = await use(client);
@@ -66,5 +66,10 @@ export class KernelClients {
   /** Closes the kept client of a kernel that is being stopped. */
   drop(info: ConnectionInfo): void {
     this.kept.drop(keyOf(info));
+  }
+
+  /** Closes every kept client (their sockets would keep a process that is done running). */
+  clear(): void {
+    this.kept.clear();
   }
 }

@@ -152,6 +152,7 @@ export class Housekeeping {
       }),
     );
     this.kernels.forgetAll();
+    backend.closeKept?.();
     return records.length;
   }
 

@@ -207,6 +207,10 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
   }
 
   /** Deletes by name, falling back to the kernel-id label; gone already is success. */
+  closeKept(): void {
+    this.kept.clear();
+  }
+
   async stop(ref: ClusterKernelRef): Promise<void> {
     this.kept.drop(ref.connection);
     const client = new KernelClient(ref.connection);

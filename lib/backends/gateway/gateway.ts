@@ -186,6 +186,10 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
     return model !== undefined && model.execution_state !== "dead";
   }
 
+  closeKept(): void {
+    this.connections.clear();
+  }
+
   async stop(ref: GatewayKernelRef): Promise<void> {
     this.connections.drop(ref.id);
     await shutdownKernel(await this.options.settings(), ref.id);

@@ -314,6 +314,10 @@ export class LocalBackend implements Backend<LocalKernelRef> {
     }
   }
 
+  closeKept(): void {
+    this.kept.clear();
+  }
+
   async stop(ref: LocalKernelRef): Promise<void> {
     this.kept.drop(ref.connection);
     if (await isRunning(ref)) {
