@@ -84,8 +84,8 @@ export interface LeaseLimits {
 /**
  * What every room of the sandbox (lifecycle, runs, housekeeping) reaches kernels through: the
  * records, the backend, the settings and the one cache of refs this container has read, so a ref
- * forgotten by a stop is forgotten for runs too. Holds no state beyond that cache and the queue
- * of this container's runs waiting for a lease.
+ * forgotten by a stop is forgotten for runs too. Holds no state beyond that cache, the leases
+ * this container's runs hold and the queue of those waiting for one.
  */
 export class KernelAccess {
   private readonly refs = new LRUCache<string, CachedRef>({ max: REF_CACHE_SIZE });
@@ -174,6 +174,14 @@ export class KernelAccess {
     } finally {
       turn?.leave(took);
     }
+  }
+
+  /**
+   * A lease that ended without a release here (a stuck kernel's record was claimed for its
+   * restart): runs of this process waiting for it look at the table at once.
+   */
+  leaseGone(owner: string, kernelId: string): void {
+    this.waiters.released(leaseKey(owner, kernelId));
   }
 
   /** Gives a lease back; one that cannot be is logged, and expires by itself. */

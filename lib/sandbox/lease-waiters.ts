@@ -1,10 +1,10 @@
 /*
  * Runs of this process waiting for a kernel's run lease, in arrival order, and the leases this
  * process holds. A release made here wakes the oldest waiter at once; while the lease is held here,
- * nobody polls the table for it (a first try would only fail); otherwise only the oldest polls,
- * the others sleep until it is their turn. Across processes (each Lambda instance serves one
- * request at a time) the oldest, then the only, waiter polls as before. Which run gets the lease
- * is still decided by the table's conditional write alone.
+ * nobody polls the table for it (a first try would only fail); otherwise the oldest polls often and
+ * the others look only once a second. Across processes (each Lambda instance serves one request at
+ * a time) the oldest, then the only, waiter polls as before. Which run gets the lease is still
+ * decided by the table's conditional write alone.
  */
 
 interface Waiter {

@@ -159,6 +159,7 @@ export class KernelRuns {
   private async recoverStuck(record: KernelRecord, stuck: KernelStuckError, deadline?: number) {
     this.kernels.forget(record.owner, record.kernelId);
     const restart = this.restart(record);
+    void restart.finally(() => this.kernels.leaseGone(record.owner, record.kernelId)).catch(() => undefined);
     restart.catch(() => undefined);
     if (deadline === undefined) return stuckResult(stuck, await restart);
     const timer = new AbortController();
