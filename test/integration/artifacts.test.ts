@@ -65,11 +65,12 @@ describe("artifacts", { timeout: 180_000 }, () => {
         [chart, "chart.png"],
         [table, "out.csv"],
       ] as const) {
-        const onDisk = await stat(join(work, name));
+        // From nanoseconds, as the kernel reads them: `mtimeMs` is a double and can round up a millisecond.
+        const onDisk = await stat(join(work, name), { bigint: true });
         const [artifact] = result.artifacts;
-        assert.equal(artifact?.size, onDisk.size);
-        assert.ok(onDisk.size > 0);
-        assert.equal(artifact?.mtime, new Date(Math.floor(onDisk.mtimeMs)).toISOString());
+        assert.equal(artifact?.size, Number(onDisk.size));
+        assert.ok(onDisk.size > 0n);
+        assert.equal(artifact?.mtime, new Date(Number(onDisk.mtimeNs / 1_000_000n)).toISOString());
       }
       assert.equal(chart.artifactsTruncated, undefined);
     });
