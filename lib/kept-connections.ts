@@ -6,6 +6,9 @@
  * so yet. Back-to-back uses (kept under {@link PROBE_AFTER_MS}) skip that round trip.
  */
 
+/** Most connections one function instance keeps, unless told otherwise. */
+const MAX_KEPT = 32;
+
 /** A connection kept for less than this is lent without a probe: too little time to lose it unnoticed. */
 const PROBE_AFTER_MS = 1_000;
 
@@ -13,8 +16,8 @@ const PROBE_AFTER_MS = 1_000;
 export interface KeptConnectionsOptions<T> {
   /** Longest a connection is kept unused; 0 keeps none. */
   maxIdleMs: number;
-  /** Most connections kept; the least recently kept goes first. */
-  maxEntries: number;
+  /** Most connections kept (default 32); the least recently kept goes first. */
+  maxEntries?: number;
   /** Whether it is still open, without asking the peer. */
   isOpen(connection: T): boolean;
   /** One round trip that proves it alive; false (or a throw) has it disposed. */
@@ -69,7 +72,7 @@ export class KeptConnections<T> {
     timer.unref();
     this.kept.set(key, { connection, scope, keptAt: Date.now(), timer });
     for (const [oldest] of this.kept) {
-      if (this.kept.size <= this.options.maxEntries) break;
+      if (this.kept.size <= (this.options.maxEntries ?? MAX_KEPT)) break;
       this.drop(oldest);
     }
   }

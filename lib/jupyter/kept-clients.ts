@@ -5,9 +5,6 @@ import type { ConnectionInfo } from "./connection.ts";
 /** Bound on the heartbeat that proves a kept client's kernel still answers before it is reused. */
 const PROBE_TIMEOUT_MS = 500;
 
-/** Most kernels whose sockets one function instance keeps open. */
-const MAX_KEPT = 32;
-
 /** One kernel incarnation: its address and its key, which a relaunched kernel never shares. */
 function keyOf(info: ConnectionInfo): string {
   return `${info.transport}:${info.ip}:${info.shell_port}:${info.key}`;
@@ -24,7 +21,6 @@ export class KernelClients {
   constructor(maxIdleMs: number) {
     this.kept = new KeptConnections<KernelClient>({
       maxIdleMs,
-      maxEntries: MAX_KEPT,
       isOpen: (client) => client.isOpen,
       probe: (client) => client.ping(PROBE_TIMEOUT_MS),
       dispose: (client) => client.close(),

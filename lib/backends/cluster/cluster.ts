@@ -126,7 +126,7 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
           cause: error,
         });
       }
-      if (!(apiStatus(error) === 409)) throw translateKubeError(error, "create a kernel");
+      if (apiStatus(error) !== 409) throw translateKubeError(error, "create a kernel");
     }
     let ready: KernelObject | "lost";
     try {
@@ -206,11 +206,11 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
     }
   }
 
-  /** Deletes by name, falling back to the kernel-id label; gone already is success. */
   closeKept(): void {
     this.kept.clear();
   }
 
+  /** Deletes by name, falling back to the kernel-id label; gone already is success. */
   async stop(ref: ClusterKernelRef): Promise<void> {
     this.kept.drop(ref.connection);
     const client = new KernelClient(ref.connection);
@@ -245,7 +245,7 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
       await bounded(custom.deleteNamespacedCustomObject({ ...resource(namespace), name }), "delete a kernel");
       return;
     } catch (error) {
-      if (!(apiStatus(error) === 404)) throw translateKubeError(error, "delete a kernel");
+      if (apiStatus(error) !== 404) throw translateKubeError(error, "delete a kernel");
     }
     try {
       const list = (await bounded(
@@ -260,7 +260,7 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
         await custom
           .deleteNamespacedCustomObject({ ...resource(namespace), name: other })
           .catch((error: unknown) => {
-            if (!(apiStatus(error) === 404)) throw error;
+            if (apiStatus(error) !== 404) throw error;
           });
       }
     } catch (error) {

@@ -11,12 +11,10 @@ import { KeptConnections } from "../../kept-connections.ts";
  */
 export function gatewayConnections(options: {
   maxIdleMs: number;
-  maxEntries: number;
   probeTimeoutMs: number;
 }): KeptConnections<IKernelConnection> {
   return new KeptConnections<IKernelConnection>({
     maxIdleMs: options.maxIdleMs,
-    maxEntries: options.maxEntries,
     isOpen: (connection) =>
       !connection.isDisposed &&
       connection.connectionStatus === "connected" &&

@@ -113,9 +113,9 @@ export async function withConnection<T>(
   kernel: GatewayKernel,
   settings: GatewaySettings,
   use: (transport: GatewayTransport) => Promise<T>,
-  cache?: KeptConnections<IKernelConnection>,
+  cache: KeptConnections<IKernelConnection>,
 ): Promise<T> {
-  const connection = (await cache?.take(kernel.id, settings)) ?? openConnection(kernel, settings);
+  const connection = (await cache.take(kernel.id, settings)) ?? openConnection(kernel, settings);
   const death = deferred<never>();
   death.promise.catch(() => undefined);
   const onStatus = (_: unknown, status: string) => {
@@ -179,7 +179,7 @@ export async function withConnection<T>(
     clearTimeout(lost);
     connection.connectionStatusChanged.disconnect(onConnection);
     connection.statusChanged.disconnect(onStatus);
-    if (succeeded && cache) cache.keep(kernel.id, connection, settings);
+    if (succeeded) cache.keep(kernel.id, connection, settings);
     else connection.dispose();
   }
 }

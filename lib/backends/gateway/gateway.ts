@@ -47,9 +47,6 @@ export interface GatewayBackendOptions {
   keepConnectionsMs: number;
 }
 
-/** Most kernel websockets one function instance keeps open. */
-const KEPT_WEBSOCKETS = 32;
-
 /** Bound on proving a kept websocket alive before a run uses it; past it, a new one is opened. */
 const KEPT_WEBSOCKET_PROBE_MS = 1_000;
 
@@ -64,8 +61,8 @@ const MARKER = "__pybox_kernel__";
 
 /**
  * Kernels on a Jupyter Enterprise Gateway (or a plain jupyter_server), reached through its REST
- * API and a websocket `KernelConnection` per kernel, kept open between runs for a while. The kernel id is ours (a UUID
- * sent as `KERNEL_ID`); the caller becomes a sanitised `KERNEL_USERNAME`, its `cwd` the
+ * API and a websocket `KernelConnection` per kernel, kept open between runs for a while. The
+ * kernel id is ours (a UUID sent as `KERNEL_ID`); the caller becomes a sanitised `KERNEL_USERNAME`, its `cwd` the
  * `KERNEL_WORKING_DIR`, and, for gateways that ignore it, the directory the kernel is moved to.
  * Gateways restart kernels that die: such a restart is reported, never hidden.
  */
@@ -76,7 +73,6 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
   constructor(private readonly options: GatewayBackendOptions) {
     this.connections = gatewayConnections({
       maxIdleMs: options.keepConnectionsMs,
-      maxEntries: KEPT_WEBSOCKETS,
       probeTimeoutMs: KEPT_WEBSOCKET_PROBE_MS,
     });
   }
