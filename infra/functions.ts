@@ -267,6 +267,10 @@ function sharedEnvironment(settings: Settings, name: FunctionName): Record<strin
       env.PYBOX_EKS_CA = auth.caData;
     }
   }
+  if (settings.pool.size > 0) {
+    env.PYBOX_POOL_SIZE = String(settings.pool.size);
+    env.PYBOX_POOL_MAX_AGE_SECONDS = String(settings.pool.maxAgeMinutes * 60);
+  }
   const idleSeconds = settings.idleTimeoutMinutes * 60;
   if (name === "reaper") env.PYBOX_IDLE_TIMEOUT_SECONDS = String(idleSeconds);
   // The controller culls idle pods itself: never before the reaper's idle time (plus one pass).

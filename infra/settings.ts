@@ -62,6 +62,11 @@ export interface Settings {
   kernelEnv: Record<string, string>;
   vpc?: VpcSettings;
   idleTimeoutMinutes: number;
+  /**
+   * Warm pool: kernels kept started ahead of demand (0: none) and the age at which the reaper
+   * replaces one. A pool costs what its idle kernels cost, around the clock.
+   */
+  pool: { size: number; maxAgeMinutes: number };
   reaperRateMinutes: number;
   consumerTimeoutMinutes: number;
   queueBatchSize: number;
@@ -89,6 +94,8 @@ export const CONTEXT_KEYS = [
   "kubeconfigSecretArn",
   "vpc",
   "idleTimeoutMinutes",
+  "poolSize",
+  "poolMaxAgeMinutes",
   "reaperRate",
   "consumerTimeoutMinutes",
   "queueBatchSize",
@@ -200,6 +207,8 @@ const ContextSchema = z.object({
   ).optional(),
   // At most six days: with one reaper pass on top it stays within the controller's 7-day maximum.
   idleTimeoutMinutes: wholeNumber(1, 6 * 24 * 60, 60),
+  poolSize: wholeNumber(0, 50, 0),
+  poolMaxAgeMinutes: wholeNumber(1, 7 * 24 * 60, 30),
   reaperRate: wholeNumber(1, 24 * 60, 5),
   consumerTimeoutMinutes: wholeNumber(2, 15, 15),
   queueBatchSize: wholeNumber(1, 10, 1),
@@ -273,6 +282,14 @@ export function parseSettings(context: Partial<Record<ContextKey, unknown>>): Se
     );
   }
 
+  // The controller culls a pod idle for the idle time: a pooled one must be retired before that.
+  if (c.backend === "cluster" && c.poolSize > 0 && c.poolMaxAgeMinutes >= c.idleTimeoutMinutes) {
+    fail(
+      "poolMaxAgeMinutes",
+      `must be less than idleTimeoutMinutes (${c.idleTimeoutMinutes}): the controller culls idle kernel pods, pooled ones too`,
+    );
+  }
+
   const common = {
     architecture: c.architecture,
     memoryMb: c.memoryMb,
@@ -280,6 +297,7 @@ export function parseSettings(context: Partial<Record<ContextKey, unknown>>): Se
     kernelEnv,
     ...(c.vpc ? { vpc: c.vpc } : {}),
     idleTimeoutMinutes: c.idleTimeoutMinutes,
+    pool: { size: c.poolSize, maxAgeMinutes: c.poolMaxAgeMinutes },
     reaperRateMinutes: c.reaperRate,
     consumerTimeoutMinutes: c.consumerTimeoutMinutes,
     queueBatchSize: c.queueBatchSize,

@@ -1,7 +1,7 @@
 import { CfnOutput, CfnParameter, Duration, Stack, type StackProps } from "aws-cdk-lib";
 import { CfnAccessEntry } from "aws-cdk-lib/aws-eks";
 import type { Construct } from "constructs";
-import { FUNCTION_NAMES, FUNCTIONS } from "../lib/functions.ts";
+import { FUNCTION_NAMES, FUNCTIONS, KERNEL_STARTERS } from "../lib/functions.ts";
 import { KernelApi } from "./api.ts";
 import { KernelFunctions } from "./functions.ts";
 import { RunQueue } from "./queue.ts";
@@ -47,6 +47,10 @@ export class PyboxStack extends Stack {
     });
     this.runQueue.bindProducer(fns.enqueue);
     this.runQueue.bindConsumer(fns.queue, settings.queueBatchSize);
+    if (settings.pool.size > 0) {
+      // A start that takes a pooled kernel asks for a refill through the queue; the reaper fills directly.
+      for (const name of KERNEL_STARTERS) this.runQueue.bindProducer(fns[name]);
+    }
 
     this.api = new KernelApi(this, "Http", {
       functionOf: (name) => fns[name].function,

@@ -122,6 +122,11 @@ export interface Config {
   /** How long a kernel's connection (sockets, websocket) stays open after a use for the next one; 0 opens one per use. */
   keepConnectionsMs: number;
   recordTtlSeconds: number;
+  /**
+   * The warm pool: kernels started ahead of demand with the operator's env only, claimed by
+   * starts (`size` 0: none); one older than `maxAgeMs` is retired by the reaper.
+   */
+  pool: { size: number; maxAgeMs: number };
   /** The local backend: its interpreter, its state folder, and how its kernels are confined. */
   local: LocalConfig;
   /** Set when `backend` is `gateway`. The token itself is resolved at cold start, never stored here. */

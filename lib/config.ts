@@ -20,6 +20,15 @@ const int = (min: number, max: number, fallback: number) =>
 const optionalInt = (min: number, max: number) =>
   z.preprocess(blankAsUnset, z.coerce.number().int().min(min).max(max).optional());
 
+/** Most kernels one warm pool may hold: a pool is for bursts of starts, not capacity planning. */
+const MAX_POOL_SIZE = 50;
+
+/**
+ * What `npm start` uses where the environment is silent: a small warm pool, so a developer's
+ * starts are as quick as a warmed deployment's. Deployed functions default to no pool.
+ */
+export const NPM_START_DEFAULTS = { PYBOX_POOL_SIZE: "2" } as const;
+
 /** Default cap on one output entry; lowered to the total cap when that is smaller. */
 const DEFAULT_MAX_OUTPUT_ENTRY_BYTES = 1024 * 1024;
 const optionalText = z
@@ -130,6 +139,8 @@ const EnvSchema = z.object({
   PYBOX_START_TIMEOUT_MS: int(1_000, 600_000, SYNC_START_LIMIT_MS),
   PYBOX_KEEP_CONNECTIONS_MS: int(0, 15 * 60_000, 60_000),
   PYBOX_BUSY_WAIT_MS: int(0, 600_000, 10_000),
+  PYBOX_POOL_SIZE: int(0, MAX_POOL_SIZE, 0),
+  PYBOX_POOL_MAX_AGE_SECONDS: int(60, 7 * 24 * 3600, 1800),
   PYBOX_MAX_CODE_BYTES: int(1, 6 * 1024 * 1024, 256 * 1024),
   PYBOX_MAX_OUTPUT_BYTES: int(1_024, 5 * 1024 * 1024, 4 * 1024 * 1024),
   PYBOX_MAX_OUTPUT_ENTRY_BYTES: optionalInt(1_024, 5 * 1024 * 1024),
@@ -148,10 +159,16 @@ const EnvSchema = z.object({
 
 /**
  * Parses an environment into a {@link Config}. Pure, so tests pass their own; a wrong value fails
- * with a message naming the variable.
+ * with a message naming the variable. `defaults` fill in what the environment leaves unset (or
+ * blank), for `npm start`'s own defaults.
  */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = EnvSchema.safeParse(env);
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  defaults: Readonly<Record<string, string>> = {},
+): Config {
+  const merged: NodeJS.ProcessEnv = { ...env };
+  for (const [name, value] of Object.entries(defaults)) if (!merged[name]?.trim()) merged[name] = value;
+  const parsed = EnvSchema.safeParse(merged);
   if (!parsed.success) {
     const details = parsed.error.issues
       .map((issue) => `${issue.path.join(".")}: ${issue.message}`)
@@ -220,6 +237,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     files: { maxFileBytes: e.PYBOX_MAX_FILE_BYTES },
     startTimeoutMs: e.PYBOX_START_TIMEOUT_MS,
     keepConnectionsMs: e.PYBOX_KEEP_CONNECTIONS_MS,
+    pool: { size: e.PYBOX_POOL_SIZE, maxAgeMs: e.PYBOX_POOL_MAX_AGE_SECONDS * 1_000 },
     recordTtlSeconds: e.PYBOX_RECORD_TTL_SECONDS,
     local: {
       ...kernelInterpreter(e),

@@ -65,3 +65,9 @@ export const FUNCTIONS: Readonly<Record<FunctionName, FunctionSpec>> = {
 
 /** Every function's name, in {@link FUNCTIONS}' order. */
 export const FUNCTION_NAMES = Object.keys(FUNCTIONS) as FunctionName[];
+
+/**
+ * The functions that may start a kernel (a start, a run restarting a stuck kernel, a queued start):
+ * they take from the warm pool, and ask for its refill through the queue.
+ */
+export const KERNEL_STARTERS: readonly FunctionName[] = ["start", "run", "queue"];

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { Backend } from "./backends/port.ts";
 import type { Config } from "./config.ts";
@@ -9,6 +10,7 @@ import type { RunQueue } from "./sandbox/run-queue.ts";
 import { SandboxService } from "./sandbox/service.ts";
 import { createDocumentClient, createDynamoClient } from "./store/dynamodb.ts";
 import { KernelStore } from "./store/kernel-store.ts";
+import { PoolStore } from "./store/pool-store.ts";
 import { RunStore } from "./store/run-store.ts";
 
 /**
@@ -64,9 +66,13 @@ export interface Runtime extends RequestRuntime {
  * it to the handlers. Nothing is kept here: two runtimes in one process are independent.
  */
 export async function createRuntime(config: Config, queue?: QueueClient): Promise<Runtime> {
-  const { dynamo, kernels, results } = createStores(config);
-  const sandbox = new SandboxService(kernels, await createBackend(config), config);
+  const { dynamo, documents, kernels, results } = createStores(config);
   const runQueue = queue ?? lazySqsQueue(config);
+  const sandbox = new SandboxService(kernels, await createBackend(config), config, {
+    records: new PoolStore(documents, config.table),
+    // One message per claim, in the pool's own FIFO group: refills run one at a time, none merged.
+    refill: () => runQueue.send({ action: "refill" }, randomUUID()),
+  });
   const runs = new AsyncRuns(results, kernels, runQueue, config);
   const executor = new RunExecutor(results, sandbox, config);
   return { config, sandbox, runs, executor, queue: runQueue, dynamo };
@@ -86,6 +92,7 @@ function createStores(config: Config) {
   const documents = createDocumentClient(dynamo);
   return {
     dynamo,
+    documents,
     kernels: new KernelStore(documents, config.table, config.recordTtlSeconds),
     results: new RunStore(documents, config.table, config.asyncRun.resultTtlSeconds),
   };

@@ -1,5 +1,5 @@
 import { CredentialsRejectedError } from "../errors.ts";
-import type { Backend, KernelRef } from "./port.ts";
+import type { Backend, KernelPooling, KernelRef } from "./port.ts";
 
 /**
  * The same backend, except that a call its peer refused for our credentials (a token or kubeconfig
@@ -28,5 +28,17 @@ export function refreshingCredentials<R extends KernelRef>(
     isAlive: (ref) => guard(() => backend.isAlive(ref)),
     stop: (ref) => guard(() => backend.stop(ref)),
     closeKept: () => backend.closeKept?.(),
+    ...(backend.pooling ? { pooling: guardedPooling(backend.pooling, guard) } : {}),
+  };
+}
+
+function guardedPooling<R extends KernelRef>(
+  pooling: KernelPooling<R>,
+  guard: <T>(call: () => Promise<T>) => Promise<T>,
+): KernelPooling<R> {
+  return {
+    key: pooling.key,
+    refusal: (spec) => pooling.refusal(spec),
+    adopt: (ref, spec) => guard(() => pooling.adopt(ref, spec)),
   };
 }

@@ -69,6 +69,8 @@ export interface Backend<R extends KernelRef = KernelRef> {
   stop(ref: R): Promise<void>;
   /** Closes what it keeps open between uses (kept connections), when the process is done serving. */
   closeKept?(): void;
+  /** Set by backends whose kernels can be started ahead of demand and handed to a caller later. */
+  readonly pooling?: KernelPooling<R>;
   /**
    * The kernels this backend is running, so the reaper can stop those no record points at (a crash
    * between starting a kernel and recording it). Left out by backends whose peer can list kernels
@@ -83,4 +85,18 @@ export interface KernelInventory<R extends KernelRef = KernelRef> {
   list(): Promise<Array<{ ref: R; startedAt: number }>>;
   /** A stable identity of a kernel, equal for a ref and its stored copy. */
   keyOf(ref: R): string;
+}
+
+/**
+ * How a backend's kernels are pooled: started with the operator's env only, for no caller, then
+ * adopted by one caller's start. Adopting is silent (no execution count, no history, no names in
+ * the namespace) and leaves the kernel as a cold start with the same spec would be.
+ */
+export interface KernelPooling<R extends KernelRef = KernelRef> {
+  /** Which pool this backend's kernels belong to: what they are made from (kernelspec, image, interpreter). */
+  readonly key: string;
+  /** Why a pooled kernel cannot become this start's (something only a process start can set), or undefined. */
+  refusal(spec: StartSpec): string | undefined;
+  /** Gives a pooled kernel the start's `cwd`, `env` and owner; returns the ref as it is now. */
+  adopt(ref: R, spec: StartSpec): Promise<R>;
 }

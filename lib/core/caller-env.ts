@@ -53,3 +53,15 @@ export function reservedEnvReason(key: string): string | undefined {
   const prefix = RESERVED_PREFIXES.find((p) => upper.startsWith(p));
   return prefix ? `variables starting with ${prefix} are operator configuration` : undefined;
 }
+
+/**
+ * Variables read once, when a process or a native library starts (locale, thread pools of BLAS and
+ * OpenMP, matplotlib's backend), that a caller may set. A kernel of the warm pool started before
+ * its caller's env was known, so a start that sets one of them starts cold instead.
+ */
+const START_ONLY = /^(LANG|LANGUAGE|LC_[A-Z]+|MPLBACKEND|(OMP|OPENBLAS|MKL|NUMEXPR|VECLIB|GOTO)_[A-Z0-9_]+)$/;
+
+/** The first of `env`'s variables only a process start takes in, or undefined. */
+export function startOnlyVariable(env: Record<string, string> = {}): string | undefined {
+  return Object.keys(env).find((name) => START_ONLY.test(name.toUpperCase()));
+}

@@ -9,8 +9,9 @@ const Addressed = {
 
 /**
  * A message on the run queue (`../shared/ARCHITECTURE.md`, "Queue messages"), shared by our API,
- * trusted producers and the consumer. Our API sends only `run`; trusted producers may send all three. Unknown fields are refused: a producer's typo must
- * land in the dead-letter queue, not be half-obeyed.
+ * trusted producers and the consumer. Our API sends `run`, and `refill` when a start took a kernel
+ * of the warm pool; trusted producers may send `start`, `run` and `stop`. Unknown fields are
+ * refused: a producer's typo must land in the dead-letter queue, not be half-obeyed.
  */
 export const QueueMessageSchema = z.discriminatedUnion("action", [
   z.strictObject({
@@ -27,10 +28,15 @@ export const QueueMessageSchema = z.discriminatedUnion("action", [
     timeoutMs: z.number().int().min(1).optional(),
   }),
   z.strictObject({ action: z.literal("stop"), ...Addressed }),
+  /** Brings the warm pool back to its size; addressed to no kernel, harmless to repeat. */
+  z.strictObject({ action: z.literal("refill") }),
 ]);
 
 /** One validated queue message. */
 export type QueueMessage = z.infer<typeof QueueMessageSchema>;
+
+/** A message about one caller's kernel (every action but `refill`). */
+export type KernelMessage = Exclude<QueueMessage, { action: "refill" }>;
 
 /** A `run` message. */
 export type RunMessage = Extract<QueueMessage, { action: "run" }>;

@@ -23,6 +23,8 @@ export interface LocalStack {
   queue: InProcessQueue;
   /** Kernels (and queued runs, closed as lost) found from an earlier run of this state folder. */
   recovered: { reattached: number; cleaned: number; abandonedRuns: number };
+  /** Resolves with how many kernels the first fill of the warm pool started (0 with no pool). */
+  warmed: Promise<number>;
   /** Stops the HTTP server, every kernel, and DynamoDB; resolves with how many kernels it stopped. */
   close(): Promise<number>;
 }
@@ -50,6 +52,11 @@ export async function startLocalStack(config: Config): Promise<LocalStack> {
     await dynamo.close();
     throw error;
   });
+  // The pool fills while the server already answers: a start before it is warm starts cold.
+  const warmed = sandbox.refillPool().catch((error: unknown) => {
+    logger.warn("warm pool not filled", { error: error as Error });
+    return 0;
+  });
   const reaper = setInterval(() => {
     reap({}, lambdaContext("reaper", REAPER_INTERVAL_MS)).catch((error: unknown) =>
       logger.warn("reaper run failed", { error: error as Error }),
@@ -61,9 +68,11 @@ export async function startLocalStack(config: Config): Promise<LocalStack> {
     sandbox,
     queue,
     recovered,
+    warmed,
     async close() {
       clearInterval(reaper);
       await server.close();
+      await warmed;
       await queue.close();
       const stopped = await sandbox.stopAll();
       await dynamo.close();

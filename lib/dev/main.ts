@@ -1,5 +1,5 @@
 import { probeSandbox } from "../backends/local/sandbox.ts";
-import { type Config, loadConfig } from "../config.ts";
+import { type Config, loadConfig, NPM_START_DEFAULTS } from "../config.ts";
 import { PortInUseError, StateDirLockedError } from "../errors.ts";
 import { startLocalStack } from "./local-stack.ts";
 import { provideSandboxTools } from "./prerequisites.ts";
@@ -11,7 +11,7 @@ import { lockStateDir } from "./state-lock.ts";
  * embedded and kernels as local processes. Ctrl-C stops the server and its kernels.
  */
 async function main(): Promise<void> {
-  const config = loadConfig();
+  const config = loadConfig(undefined, NPM_START_DEFAULTS);
   await holdStateDir(config.local.stateDir);
   if (config.backend === "local" && config.local.sandbox !== "off") await provideSandboxTools();
   const kernelEnv = kernelEnvOf(config.local.python);
@@ -39,6 +39,11 @@ async function main(): Promise<void> {
   );
   console.log(`Try: curl -s -X POST ${stack.url}/kernels -d '{"kernelId":"demo"}' && \\`);
   console.log(`     curl -s -X POST ${stack.url}/kernels/demo/run -d '{"code":"print(1+1)"}'`);
+
+  void stack.warmed.then((started) => {
+    if (config.pool.size > 0)
+      console.log(`Warm pool ready: ${started} kernel(s) started (PYBOX_POOL_SIZE=${config.pool.size}).`);
+  });
 
   let stopping = false;
   const shutdown = async (signal: string) => {

@@ -3,7 +3,7 @@ import type { SQSEvent, SQSRecord } from "aws-lambda";
 import type { QueueMessage } from "../core/queue-message.ts";
 import { logger } from "../logger.ts";
 import type { QueueLambda } from "../queue/consumer.ts";
-import { messageGroupOf } from "../queue/messages.ts";
+import { groupOfMessage } from "../queue/messages.ts";
 import type { QueueClient } from "../queue/port.ts";
 import { lambdaContext } from "./lambda-context.ts";
 
@@ -64,7 +64,7 @@ export class InProcessQueue implements QueueClient {
   async send(message: QueueMessage, deduplicationId: string): Promise<void> {
     const now = Date.now();
     for (const [id, at] of this.seen) if (at < now - DEDUPLICATION_WINDOW_MS) this.seen.delete(id);
-    const groupId = messageGroupOf(message.owner, message.kernelId);
+    const groupId = groupOfMessage(message);
     const dedupKey = `${groupId}/${deduplicationId}`;
     if (this.seen.has(dedupKey)) return;
     this.seen.set(dedupKey, now);

@@ -9,7 +9,7 @@ import type { BasePersistenceLayer } from "@aws-lambda-powertools/idempotency/pe
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
-import { type QueueMessage, QueueMessageSchema } from "../core/queue-message.ts";
+import { type KernelMessage, type QueueMessage, QueueMessageSchema } from "../core/queue-message.ts";
 import { PoisonMessageError, PyboxError, RetryLaterError, ValidationError } from "../errors.ts";
 import { logger } from "../logger.ts";
 import type { Runtime } from "../runtime.ts";
@@ -40,7 +40,7 @@ const DEADLINE_RESERVE_MS = 2_000;
 /** What a message id is remembered by, and the outcome stored for a duplicate to find. */
 interface Delivery {
   key: string;
-  message: QueueMessage;
+  message: KernelMessage;
   id: string;
   deadline: number;
   finalDelivery: boolean;
@@ -73,6 +73,8 @@ export function queueConsumer(deps: ConsumerDependencies): QueueLambda {
     const handle = async (record: SQSRecord) => {
       try {
         const message = parse(record);
+        // A refill fills the pool up to its size: a second delivery finds it full, nothing to dedupe.
+        if (message.action === "refill") return { filled: await deps.sandbox.refillPool() };
         const id = message.action === "run" ? (message.runId ?? record.messageId) : record.messageId;
         const key = JSON.stringify([message.owner, message.kernelId, message.action, id]);
         const receives = Number(record.attributes.ApproximateReceiveCount) || 1;

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import type { QueueMessage } from "../core/queue-message.ts";
 
 /**
  * The FIFO message group of a kernel: messages of one kernel are delivered one at a time and in
@@ -9,4 +10,9 @@ export function messageGroupOf(owner: string, kernelId: string): string {
   return createHash("sha256")
     .update(JSON.stringify([owner, kernelId]))
     .digest("hex");
+}
+
+/** The FIFO group of any message: its kernel's, or the warm pool's own (refills run one at a time). */
+export function groupOfMessage(message: QueueMessage): string {
+  return message.action === "refill" ? "warm-pool" : messageGroupOf(message.owner, message.kernelId);
 }

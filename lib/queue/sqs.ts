@@ -2,7 +2,7 @@ import { ChangeMessageVisibilityCommand, SendMessageCommand, SQSClient } from "@
 import type { Config } from "../config.ts";
 import type { QueueMessage } from "../core/queue-message.ts";
 import { ConfigError, QueueUnavailableError } from "../errors.ts";
-import { messageGroupOf } from "./messages.ts";
+import { groupOfMessage } from "./messages.ts";
 import type { QueueClient } from "./port.ts";
 
 /** The run queue on Amazon SQS (a FIFO queue: one message group per kernel). */
@@ -22,7 +22,7 @@ export class SqsRunQueue implements QueueClient {
     const command = new SendMessageCommand({
       QueueUrl: this.url,
       MessageBody: JSON.stringify(message),
-      MessageGroupId: messageGroupOf(message.owner, message.kernelId),
+      MessageGroupId: groupOfMessage(message),
       MessageDeduplicationId: deduplicationId,
     });
     await this.call(() => this.client.send(command));

@@ -19,6 +19,10 @@ export interface ReapReport {
   stalled: number;
   /** Running kernels no record pointed at, stopped. */
   orphans: number;
+  /** Warm pool kernels retired (too old, dead, or beyond the pool's size). */
+  poolRetired: number;
+  /** Warm pool kernels started to bring it back to its size. */
+  poolFilled: number;
 }
 
 /**
@@ -63,7 +67,15 @@ export class Housekeeping {
    */
   async reap(idleMs: number, orphanGraceMs?: number): Promise<ReapReport> {
     const { store, backend } = this.kernels;
-    const report: ReapReport = { idle: 0, dead: 0, forgotten: 0, stalled: 0, orphans: 0 };
+    const report: ReapReport = {
+      idle: 0,
+      dead: 0,
+      forgotten: 0,
+      stalled: 0,
+      orphans: 0,
+      poolRetired: 0,
+      poolFilled: 0,
+    };
     const inventory = backend.inventory;
     const known = new Set<string>();
     let unreadable = 0;
@@ -99,6 +111,7 @@ export class Housekeeping {
         await this.sweepAbandoned(record);
       }
     }
+    for (const ref of (await this.kernels.pool?.refs()) ?? []) if (inventory) known.add(inventory.keyOf(ref));
     if (inventory && unreadable > 0) {
       logger.warn("orphan sweep skipped: some records could not be read, their kernels could look orphaned");
     } else if (inventory) {
@@ -115,6 +128,11 @@ export class Housekeeping {
           .catch((cause) => logger.warn("could not stop an orphaned kernel", { cause }));
         report.orphans++;
       }
+    }
+    if (this.kernels.pool) {
+      const { retired, filled } = await this.kernels.pool.tend();
+      report.poolRetired = retired;
+      report.poolFilled = filled;
     }
     if (Object.values(report).some((n) => n > 0)) logger.info("reaper pass", { ...report });
     return report;
@@ -138,7 +156,10 @@ export class Housekeeping {
       .catch(() => undefined);
   }
 
-  /** Stops every kernel of this backend in the store (the dev server on Ctrl-C). */
+  /**
+   * Stops every kernel of this backend in the store (the dev server on Ctrl-C), the warm pool's
+   * too; returns how many were callers' kernels.
+   */
   async stopAll(): Promise<number> {
     const { store, backend } = this.kernels;
     const records: KernelRecord[] = [];
@@ -151,6 +172,7 @@ export class Housekeeping {
         await store.delete(record);
       }),
     );
+    await this.kernels.pool?.drain();
     this.kernels.forgetAll();
     backend.closeKept?.();
     return records.length;
@@ -158,7 +180,7 @@ export class Housekeeping {
 
   /** The inventory keys of every kernel a record of this backend points at. */
   private async recordedKeys(inventory: KernelInventory): Promise<Set<string>> {
-    const keys = new Set<string>();
+    const keys = new Set(((await this.kernels.pool?.refs()) ?? []).map((ref) => inventory.keyOf(ref)));
     for await (const record of this.kernels.store.scanAll()) {
       const ref = record.backend === this.kernels.backend.name ? this.kernels.readableRef(record) : undefined;
       if (ref) keys.add(inventory.keyOf(ref));

@@ -18,6 +18,7 @@ import type { KernelRecord, KernelStore } from "../store/kernel-store.ts";
 import { type FileHelper, recordRoot, sweepUploads } from "./file-helpers.ts";
 import { mergeKernelEnv } from "./kernel-env.ts";
 import { LeaseWaiters } from "./lease-waiters.ts";
+import type { WarmPool } from "./warm-pool.ts";
 
 /** The limits and waits the service applies: exactly these parts of `Config`. */
 export type SandboxSettings = Pick<
@@ -95,6 +96,7 @@ export class KernelAccess {
     readonly store: KernelRecords,
     readonly backend: Backend,
     readonly settings: SandboxSettings,
+    readonly pool?: WarmPool,
   ) {}
 
   /** How long a start may hold its claim before another invocation may take the record over. */
@@ -280,13 +282,18 @@ export class KernelAccess {
     restarted: boolean,
   ): Promise<KernelView | undefined> {
     let ref: KernelRef;
+    const start = {
+      owner: record.owner,
+      kernelId: record.kernelId,
+      env: mergeKernelEnv(this.settings.operatorEnv, request.env),
+      ...(request.cwd === undefined ? {} : { cwd: request.cwd }),
+    };
     try {
-      ref = await this.backend.start({
-        owner: record.owner,
-        kernelId: record.kernelId,
-        env: mergeKernelEnv(this.settings.operatorEnv, request.env),
-        ...(request.cwd === undefined ? {} : { cwd: request.cwd }),
+      const pooled = await this.pool?.take(start, request.env).catch((error: unknown) => {
+        logger.warn("warm pool unavailable; starting cold", { error: error as Error });
+        return undefined;
       });
+      ref = pooled ?? (await this.backend.start(start));
     } catch (error) {
       await this.store.delete(record).catch((cause) => logger.warn("start not abandoned", { cause }));
       throw error;

@@ -6,6 +6,7 @@ import { Housekeeping, type ReapReport } from "./housekeeping.ts";
 import { KernelAccess, type KernelRecords, type SandboxSettings } from "./kernel-access.ts";
 import { KernelLifecycle, type StartOutcome } from "./lifecycle.ts";
 import { KernelRuns, type RunLimits } from "./runs.ts";
+import { type PoolRecords, type PoolSettings, WarmPool } from "./warm-pool.ts";
 
 export type { KernelView, StartRequest } from "../core/kernel.ts";
 export type { FileBytes, FileLimits, PutOutcome } from "./files.ts";
@@ -28,8 +29,25 @@ export class SandboxService {
   private readonly runs: KernelRuns;
   private readonly housekeeping: Housekeeping;
 
-  constructor(store: KernelRecords, backend: Backend, settings: SandboxSettings) {
-    const kernels = new KernelAccess(store, backend, settings);
+  private readonly pool: WarmPool | undefined;
+
+  /** `pool`, when given, is where warm kernels are recorded and how a refill is asked for (see {@link WarmPool}). */
+  constructor(
+    store: KernelRecords,
+    backend: Backend,
+    settings: SandboxSettings & Partial<PoolSettings>,
+    pool?: { records: PoolRecords; refill: () => Promise<void> },
+  ) {
+    this.pool =
+      pool && settings.pool
+        ? new WarmPool(
+            pool.records,
+            backend,
+            { pool: settings.pool, operatorEnv: settings.operatorEnv },
+            pool.refill,
+          )
+        : undefined;
+    const kernels = new KernelAccess(store, backend, settings, this.pool);
     this.lifecycle = new KernelLifecycle(kernels);
     this.runs = new KernelRuns(kernels);
     this.files = new KernelFiles(kernels);
@@ -64,6 +82,11 @@ export class SandboxService {
   /** One reaper pass (see {@link Housekeeping.reap}). */
   reap(idleMs: number, orphanGraceMs?: number): Promise<ReapReport> {
     return this.housekeeping.reap(idleMs, orphanGraceMs);
+  }
+
+  /** Brings the warm pool to its size (a refill message, `npm start`'s own fill); returns how many started. */
+  refillPool(): Promise<number> {
+    return this.pool?.fill() ?? Promise.resolve(0);
   }
 
   /** Stops every kernel of this backend (see {@link Housekeeping.stopAll}). */

@@ -371,6 +371,61 @@ describe("cluster rig: kernels that do not come up, and the ends of kernels", { 
     }
   });
 
+  it("hands a pooled pod to a start, named for its caller, and starts cold for a cwd (a volume of the pod)", async () => {
+    const r = await rig();
+    const stateDir = await mkdtemp(join(tmpdir(), "pybox-rig-pool-"));
+    const stack = await startLocalStack(
+      loadConfig({ PORT: "0", PYBOX_STATE_DIR: stateDir, PYBOX_POOL_SIZE: "1", ...r.backendEnv }),
+    );
+    const custom = kubeconfig(r.adminKubeconfig).makeApiClient(CustomObjectsApi);
+    const kernelIds = async () =>
+      (
+        (await custom.listNamespacedCustomObject({
+          group: KERNEL_RESOURCE.group,
+          version: KERNEL_RESOURCE.version,
+          plural: KERNEL_RESOURCE.plural,
+          namespace: r.namespace,
+          labelSelector: "app.kubernetes.io/managed-by=pybox-serverless",
+        })) as { items: Array<{ metadata: { labels: Record<string, string>; deletionTimestamp?: string } }> }
+      ).items
+        .filter((kernel) => !kernel.metadata.deletionTimestamp)
+        .map((kernel) => String(kernel.metadata.labels[KERNEL_ID_LABEL]));
+    const seen = async (kernelId: string) =>
+      JSON.parse(
+        String(
+          (
+            await stack.sandbox.run(
+              "frank",
+              kernelId,
+              "import json, os; json.dumps([os.environ['KERNEL_ID'], os.environ['KERNEL_USERNAME'], os.environ.get('MY_SETTING'), os.getcwd()])",
+            )
+          ).data[0]?.["text/plain"],
+        ).replace(/^'|'$/g, ""),
+      ) as [string, string, string | null, string];
+    let ours: string[] = [];
+    try {
+      assert.equal(await stack.warmed, 1);
+      const before = new Set(await kernelIds());
+
+      await stack.sandbox.start("frank", { kernelId: "pooled", env: { MY_SETTING: "on" } });
+      await stack.sandbox.start("frank", { kernelId: "cold", env: { MY_SETTING: "on" }, cwd: "/tmp/work" });
+
+      const [pooledId, username, setting] = await seen("pooled");
+      assert.ok(before.has(pooledId), "the kernel did not come from the pool");
+      assert.equal(setting, "on");
+      const [coldId, coldUsername, , coldCwd] = await seen("cold");
+      assert.ok(!before.has(coldId));
+      assert.equal(coldCwd, "/tmp/work");
+      assert.equal(username, coldUsername, "the pooled kernel does not name its caller as a cold one does");
+    } finally {
+      ours = await kernelIds().catch(() => []);
+      await stack.close();
+      await rm(stateDir, { recursive: true, force: true });
+    }
+    const left = (await kernelIds()).filter((id) => ours.includes(id));
+    assert.deepEqual(left, [], "Kernels of the server and its pool outlived it");
+  });
+
   it("stops without waiting for the pod, which the garbage collector then removes within its grace period", async () => {
     const { rig: r, server } = await serve();
     try {

@@ -28,6 +28,7 @@ describe("settings", () => {
         authorizer: { kind: "iam" },
         kernelEnv: {},
         idleTimeoutMinutes: 60,
+        pool: { size: 0, maxAgeMinutes: 30 },
         reaperRateMinutes: 5,
         consumerTimeoutMinutes: 15,
         queueBatchSize: 1,

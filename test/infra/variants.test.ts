@@ -1,8 +1,17 @@
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 import { Annotations, Match } from "aws-cdk-lib/assertions";
+import { loadConfig } from "../../lib/config.ts";
 import { ROUTES } from "../../lib/http/routes.ts";
-import { FUNCTION_NAMES, GATEWAY_CONTEXT, nagFindings, type Synthesized, synthesize } from "./harness.ts";
+import {
+  CLUSTER_CONTEXT,
+  FUNCTION_NAMES,
+  GATEWAY_CONTEXT,
+  nagFindings,
+  resolvedEnvironment,
+  type Synthesized,
+  synthesize,
+} from "./harness.ts";
 
 const TOKEN_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:eg-token-AbCdEf";
 
@@ -123,5 +132,40 @@ describe("PyboxStack with no context at all (a plain `cdk synth` from a clean cl
 
   it("has no cdk-nag finding left unacknowledged", () => {
     assert.deepEqual(nagFindings(s), []);
+  });
+});
+
+describe("PyboxStack with a warm pool", () => {
+  let s: Synthesized;
+  before(() => {
+    s = synthesize({ ...GATEWAY_CONTEXT, poolSize: "4", poolMaxAgeMinutes: "20" });
+  });
+
+  it("gives every function that calls the backend the pool's size and age, read by lib/config.ts as set", () => {
+    for (const name of ["start", "run", "queue", "reaper"] as const) {
+      const config = loadConfig(resolvedEnvironment(s, name));
+      assert.deepEqual(config.pool, { size: 4, maxAgeMs: 20 * 60_000 }, name);
+    }
+  });
+
+  it("lets the functions that start kernels ask for a refill through the queue, and no other", () => {
+    for (const name of FUNCTION_NAMES) {
+      const sends = s.actions(name).includes("sqs:SendMessage");
+      assert.equal(sends, ["start", "run", "queue", "enqueue"].includes(name), name);
+    }
+  });
+
+  it("has no cdk-nag finding left unacknowledged", () => {
+    assert.deepEqual(nagFindings(s), []);
+  });
+});
+
+describe("warm pool settings", () => {
+  it("refuse a cluster pool that outlives the controller's idle culling", () => {
+    assert.throws(
+      () =>
+        synthesize({ ...CLUSTER_CONTEXT, poolSize: "2", poolMaxAgeMinutes: "60", idleTimeoutMinutes: "60" }),
+      /poolMaxAgeMinutes.*less than idleTimeoutMinutes/,
+    );
   });
 });

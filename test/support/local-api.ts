@@ -27,7 +27,15 @@ export async function startLocalApi(env: Record<string, string> = {}, stateDir?:
   const dir = stateDir ?? (await mkdtemp(join(tmpdir(), "pybox-test-")));
   const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "lib", "dev", "main.ts")], {
     cwd: ROOT,
-    env: { ...process.env, PORT: "0", PYBOX_STATE_DIR: dir, POWERTOOLS_LOG_LEVEL: "WARN", ...env },
+    // No warm pool unless a test asks for one: its kernels would be counted, and load the machine.
+    env: {
+      ...process.env,
+      PORT: "0",
+      PYBOX_STATE_DIR: dir,
+      POWERTOOLS_LOG_LEVEL: "WARN",
+      PYBOX_POOL_SIZE: "0",
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";

@@ -1,6 +1,6 @@
 import type { SQSEvent } from "aws-lambda";
 import type { QueueMessage } from "../../lib/core/queue-message.ts";
-import { messageGroupOf } from "../../lib/queue/messages.ts";
+import { groupOfMessage } from "../../lib/queue/messages.ts";
 
 /**
  * One delivery of `message` as Lambda's SQS event source mapping hands it to the consumer, built by
@@ -20,7 +20,7 @@ export function sqsDelivery(message: QueueMessage, messageId: string, receives =
           SentTimestamp: now,
           SenderId: "test",
           ApproximateFirstReceiveTimestamp: now,
-          MessageGroupId: messageGroupOf(message.owner, message.kernelId),
+          MessageGroupId: groupOfMessage(message),
         },
         messageAttributes: {},
         md5OfBody: "",

@@ -55,6 +55,7 @@ describe("config", () => {
         files: { maxFileBytes: 100 * 1024 ** 2 },
         startTimeoutMs: 25_000,
         keepConnectionsMs: 60_000,
+        pool: { size: 0, maxAgeMs: 1_800_000 },
         recordTtlSeconds: 604_800,
         local: {
           python: join(PROJECT_ROOT, ".venv", "bin", "python"),
@@ -92,6 +93,8 @@ describe("config", () => {
         PYBOX_INTERRUPT_GRACE_MS: "300",
         PYBOX_START_TIMEOUT_MS: "4000",
         PYBOX_KEEP_CONNECTIONS_MS: "0",
+        PYBOX_POOL_SIZE: "3",
+        PYBOX_POOL_MAX_AGE_SECONDS: "600",
         PYBOX_BUSY_WAIT_MS: "0",
         PYBOX_MAX_CODE_BYTES: "512",
         PYBOX_MAX_OUTPUT_BYTES: "2048",
@@ -139,6 +142,7 @@ describe("config", () => {
         files: { maxFileBytes: 1_048_576 },
         startTimeoutMs: 4_000,
         keepConnectionsMs: 0,
+        pool: { size: 3, maxAgeMs: 600_000 },
         recordTtlSeconds: 3_600,
         local: {
           python: "/opt/py/bin/python",

@@ -11,7 +11,8 @@ import { evaluate } from "../../jupyter/execution.ts";
 import { KernelClients } from "../../jupyter/kept-clients.ts";
 import { logger } from "../../logger.ts";
 import { kernelUsername } from "../kernel-username.ts";
-import type { Backend, HelperRequest, RunOptions, StartSpec } from "../port.ts";
+import { envOnlyPooling } from "../pool-adoption.ts";
+import type { Backend, HelperRequest, KernelPooling, RunOptions, StartSpec } from "../port.ts";
 import {
   announcedPortClash,
   connectionAnnotation,
@@ -64,8 +65,16 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
   readonly name = "cluster";
   private readonly kept: KernelClients;
 
+  readonly pooling: KernelPooling<ClusterKernelRef>;
+
   constructor(private readonly options: ClusterBackendOptions) {
     this.kept = new KernelClients(options.keepConnectionsMs ?? 0);
+    this.pooling = envOnlyPooling(
+      this,
+      `cluster:${options.namespace}:${options.image}`,
+      "a cluster kernel's working dir is a volume of its pod",
+      (spec) => ({ KERNEL_USERNAME: kernelUsername(spec.owner) }),
+    );
   }
 
   parseRef(value: unknown): ClusterKernelRef {

@@ -10,7 +10,8 @@ import {
 import { evaluate, type RunOutcome, runCode, runSilently } from "../../jupyter/execution.ts";
 import { logger } from "../../logger.ts";
 import { kernelUsername } from "../kernel-username.ts";
-import type { Backend, HelperRequest, RunOptions, StartSpec } from "../port.ts";
+import { adoptionRequest } from "../pool-adoption.ts";
+import type { Backend, HelperRequest, KernelPooling, RunOptions, StartSpec } from "../port.ts";
 import {
   type GatewayKernelModel,
   type GatewaySettings,
@@ -70,11 +71,18 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
   readonly name = "gateway";
   private readonly connections: ReturnType<typeof gatewayConnections>;
 
+  readonly pooling: KernelPooling<GatewayKernelRef>;
+
   constructor(private readonly options: GatewayBackendOptions) {
     this.connections = gatewayConnections({
       maxIdleMs: options.keepConnectionsMs,
       probeTimeoutMs: KEPT_WEBSOCKET_PROBE_MS,
     });
+    this.pooling = {
+      key: `gateway:${options.kernelName}`,
+      refusal: () => undefined,
+      adopt: (ref, spec) => this.adopt(ref, spec),
+    };
   }
 
   parseRef(value: unknown): GatewayKernelRef {
@@ -190,6 +198,35 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
     this.connections.drop(ref.id);
     await shutdownKernel(await this.options.settings(), ref.id);
     logger.info("gateway kernel stopped", { kernel: ref.id });
+  }
+
+  /**
+   * Hands a pooled kernel to its caller: the owner's and the start's variables, then its `cwd`,
+   * entered as a cold start's set-up would (the marker is there since the pool's start).
+   */
+  private async adopt(ref: GatewayKernelRef, spec: StartSpec): Promise<GatewayKernelRef> {
+    const { cwd } = spec;
+    const env = {
+      ...spec.env,
+      KERNEL_USERNAME: kernelUsername(spec.owner),
+      ...(cwd === undefined ? {} : { KERNEL_WORKING_DIR: cwd }),
+    };
+    const before = adoptionRequest(env).code;
+    await withConnection(
+      ref,
+      await this.options.settings(),
+      async (transport) => {
+        if (cwd !== undefined) {
+          await enterWorkingDir(transport, cwd, {
+            before,
+            create: this.options.createCwd,
+            timeoutMs: SETUP_TIMEOUT_MS,
+          });
+        } else await runSilently(transport, before, { timeoutMs: SETUP_TIMEOUT_MS });
+      },
+      this.connections,
+    );
+    return cwd === undefined ? ref : { ...ref, cwd };
   }
 
   /**

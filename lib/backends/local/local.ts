@@ -25,9 +25,18 @@ import { ConnectionInfoSchema } from "../../jupyter/connection.ts";
 import { evaluate } from "../../jupyter/execution.ts";
 import { KernelClients } from "../../jupyter/kept-clients.ts";
 import { logger } from "../../logger.ts";
-import type { Backend, HelperRequest, KernelInventory, RunOptions, StartSpec } from "../port.ts";
+import { envOnlyPooling } from "../pool-adoption.ts";
+import type {
+  Backend,
+  HelperRequest,
+  KernelInventory,
+  KernelPooling,
+  RunOptions,
+  StartSpec,
+} from "../port.ts";
 import { isRunning, readProcess, signalGroup, whileRunning } from "../process.ts";
 import { closedFolders } from "./bwrap.ts";
+import { removeKernelFolders } from "./folders.ts";
 import {
   freshConnection,
   type Jail,
@@ -109,9 +118,15 @@ export class LocalBackend implements Backend<LocalKernelRef> {
   private interpreterInfo: Promise<Interpreter> | undefined;
 
   private readonly kept: KernelClients;
+  readonly pooling: KernelPooling<LocalKernelRef>;
 
   constructor(private readonly options: LocalBackendOptions) {
     this.kept = new KernelClients(options.keepConnectionsMs ?? 0);
+    this.pooling = envOnlyPooling(
+      this,
+      `local:${options.python}`,
+      "a local kernel's folder is bound at start",
+    );
   }
 
   /** Each kernel's ref is also kept in its runtime folder, so kernels can be found without records. */
@@ -237,11 +252,11 @@ export class LocalBackend implements Backend<LocalKernelRef> {
       // What the kernel (or bwrap) said is for the operator's log; the caller gets the error alone.
       const said = await readFile(join(runtimeDir, "kernel.log"), "utf8").catch(() => "");
       logger.error("kernel start failed", { kernel: id, output: said.slice(-2_000) });
-      await this.cleanUp(folders);
+      await removeKernelFolders(folders);
       throw error;
     });
     if (socketDir && (connection.transport !== "ipc" || connection.ip !== join(socketDir, "k"))) {
-      await this.cleanUp(folders);
+      await removeKernelFolders(folders);
       throw new BackendError("a sandboxed kernel announced sockets outside its own folder");
     }
     const ref: LocalKernelRef = {
@@ -335,7 +350,7 @@ export class LocalBackend implements Backend<LocalKernelRef> {
       }
       await exitsWithin(ref, EXIT_GRACE_MS);
     }
-    await this.cleanUp(ref);
+    await removeKernelFolders(ref);
     await rm(refFile(this.options.stateDir, ref.id), { force: true });
     logger.info("local kernel stopped", { kernel: ref.id, pid: ref.pid });
   }
@@ -354,26 +369,6 @@ export class LocalBackend implements Backend<LocalKernelRef> {
       (client) => whileRunning(ref, PROCESS_POLL_MS, (signal) => use(client, signal)),
       { admitted },
     );
-  }
-
-  /** Removes a kernel's folders and gives a lent cwd back to its owner. */
-  private async cleanUp(
-    kernel: Pick<LocalKernelRef, "runtimeDir" | "workDir" | "ownsWorkDir" | "socketDir" | "cwdOwner">,
-  ): Promise<void> {
-    await rm(kernel.runtimeDir, { recursive: true, force: true });
-    if (kernel.socketDir) await rm(kernel.socketDir, { recursive: true, force: true });
-    if (kernel.ownsWorkDir) await rm(kernel.workDir, { recursive: true, force: true });
-    else if (kernel.cwdOwner) {
-      // Only the very folder that was lent: never through a symlink put in its place meanwhile.
-      const now = await lstat(kernel.workDir).catch(() => undefined);
-      if (!now?.isDirectory() || now.ino !== kernel.cwdOwner.ino) {
-        logger.warn("the lent cwd was replaced; its owner is not restored", { cwd: kernel.workDir });
-        return;
-      }
-      await chown(kernel.workDir, kernel.cwdOwner.uid, kernel.cwdOwner.gid).catch((cause) =>
-        logger.warn("could not give the cwd back to its owner", { cwd: kernel.workDir, cause }),
-      );
-    }
   }
 
   /**

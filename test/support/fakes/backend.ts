@@ -1,10 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
+import { envOnlyPooling } from "../../../lib/backends/pool-adoption.ts";
 import type {
   Backend,
   BackendName,
   HelperRequest,
   KernelInventory,
+  KernelPooling,
   KernelRef,
   RunOptions,
   StartSpec,
@@ -37,6 +39,11 @@ export interface FakeBackendOptions {
   name?: BackendName;
   /** Whether it lists its kernels for the reaper's orphan sweep (as local and cluster do). */
   inventory?: boolean;
+  /**
+   * Whether its kernels can be pooled: adopted with the real env-only request (a `cwd` is fixed at
+   * start, as on local and cluster), naming the owner in `PYBOX_FAKE_OWNER`.
+   */
+  pooling?: boolean;
 }
 
 /**
@@ -48,6 +55,7 @@ export interface FakeBackendOptions {
 export class FakeBackend implements Backend {
   readonly name: BackendName;
   readonly inventory: KernelInventory | undefined;
+  readonly pooling: KernelPooling | undefined;
   /** Every kernel ever started, in order. */
   readonly kernels: FakeKernel[] = [];
   /** How long each start takes. */
@@ -71,6 +79,11 @@ export class FakeBackend implements Backend {
               .map((kernel) => ({ ref: this.refTo(kernel), startedAt: kernel.startedAt })),
           keyOf: (ref) => String(ref.id),
         }
+      : undefined;
+    this.pooling = options.pooling
+      ? envOnlyPooling(this, "fake", "the fake kernel's folder is fixed at start", (spec) => ({
+          PYBOX_FAKE_OWNER: spec.owner,
+        }))
       : undefined;
   }
 

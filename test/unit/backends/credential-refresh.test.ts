@@ -75,5 +75,30 @@ describe("credential-refresh", () => {
       assert.equal(reloads, 0);
       assert.equal(working.name, "gateway");
     });
+
+    it("keeps the backend's warm pool, and reloads after an adoption refused for credentials", async () => {
+      // Prepare
+      let reloads = 0;
+      const inner = failingBackend(new CredentialsRejectedError("token rotated"));
+      const pooled: Backend = {
+        ...inner,
+        pooling: {
+          key: "gateway:python3",
+          refusal: (spec) => (spec.cwd ? "no cwd" : undefined),
+          adopt: (ref) => inner.stop(ref).then(() => ref),
+        },
+      };
+      const backend = refreshingCredentials(pooled, () => {
+        reloads++;
+      });
+      const spec = { owner: "o", kernelId: "k", env: {} };
+
+      // Act & assess
+      assert.equal(backend.pooling?.key, "gateway:python3");
+      assert.equal(backend.pooling?.refusal({ ...spec, cwd: "/w" }), "no cwd");
+      await assert.rejects(backend.pooling.adopt(backend.parseRef({}), spec), CredentialsRejectedError);
+      assert.equal(reloads, 1);
+      assert.equal(refreshingCredentials(inner, () => {}).pooling, undefined);
+    });
   });
 });

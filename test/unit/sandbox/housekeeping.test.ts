@@ -91,7 +91,15 @@ describe("Housekeeping", { timeout: 10_000 }, () => {
       const report = await housekeeping.reap(HOUR);
 
       // Assess
-      assert.deepEqual(report, { idle: 1, dead: 0, forgotten: 0, stalled: 0, orphans: 0 });
+      assert.deepEqual(report, {
+        idle: 1,
+        dead: 0,
+        forgotten: 0,
+        stalled: 0,
+        orphans: 0,
+        poolRetired: 0,
+        poolFilled: 0,
+      });
       assert.equal(store.peek("alice", "old"), undefined);
       assert.equal(backend.kernelsOf("alice", "old")[0]?.status, "stopped");
       assert.ok(backend.runningOf("alice", "recent"));

@@ -1,0 +1,188 @@
+import { randomUUID } from "node:crypto";
+import type { Backend, KernelRef, StartSpec } from "../backends/port.ts";
+import type { Config } from "../config.ts";
+import { startOnlyVariable } from "../core/caller-env.ts";
+import { logger } from "../logger.ts";
+import type { PooledKernel, PoolStore } from "../store/pool-store.ts";
+
+/** The pool writes the sandbox relies on, named so a test can hand in an in-memory store. */
+export type PoolRecords = Pick<PoolStore, "add" | "claim" | "list" | "remove">;
+
+/** What the pool is told of the configuration: its size and age limit, and the operator's env. */
+export type PoolSettings = Pick<Config, "pool" | "operatorEnv">;
+
+/** The owner pooled kernels are started for; no caller can be it (callers are never asked to the backend by name). */
+const POOL_OWNER = "pybox-warm-pool";
+
+/** Pooled kernels one start tries before it starts cold: each failed one was dead or broken. */
+const ADOPTION_ATTEMPTS = 3;
+
+/** What one pass of the reaper did to the pool. */
+export interface PoolReport {
+  /** Pooled kernels stopped: too old, dead, or more than the pool's size. */
+  retired: number;
+  /** Kernels started to bring the pool back to its size. */
+  filled: number;
+}
+
+/**
+ * Kernels started ahead of demand, with the operator's env only, recorded in the table with no
+ * owner. A start claims one with a conditional delete (two starts never get the same kernel),
+ * hands it to its caller with a silent request, and asks for a refill through `refill` (the queue)
+ * without waiting for it. A claimed kernel is the caller's for good, never returned. An empty,
+ * disabled or refused pool means a cold start, never a failure.
+ */
+export class WarmPool {
+  constructor(
+    private readonly pools: PoolRecords,
+    private readonly backend: Backend,
+    private readonly settings: PoolSettings,
+    private readonly refill: () => Promise<void>,
+  ) {}
+
+  /** Whether starts take kernels from the pool and passes fill it. */
+  get enabled(): boolean {
+    return this.settings.pool.size > 0 && this.backend.pooling !== undefined;
+  }
+
+  /**
+   * A pooled kernel made this start's, or undefined for a cold start: the pool is off or empty, or
+   * the start asks for what only a process start gives (`callerEnv` names the caller's own variables).
+   */
+  async take(spec: StartSpec, callerEnv: Record<string, string> = {}): Promise<KernelRef | undefined> {
+    const pooling = this.backend.pooling;
+    if (!pooling || !this.enabled) return undefined;
+    const startOnly = startOnlyVariable(callerEnv);
+    const refusal = startOnly ? `${startOnly} is read at process start` : pooling.refusal(spec);
+    if (refusal) {
+      logger.info("start bypasses the warm pool", { reason: refusal });
+      return undefined;
+    }
+    let refilled: Promise<void> | undefined;
+    // The operator's variables are the pooled kernel's already; only the caller's are new to it.
+    const env = Object.fromEntries(
+      Object.entries(callerEnv).filter(([name]) => !(name in this.settings.operatorEnv)),
+    );
+    try {
+      for (let attempt = 0; attempt < ADOPTION_ATTEMPTS; attempt++) {
+        const item = await this.pools.claim(pooling.key);
+        // Asked for after the claim, so the refill counts the pool without this kernel; sent while
+        // the kernel is handed over, and awaited before the start answers (a frozen Lambda sends nothing).
+        refilled ??= this.refill().catch((error: unknown) =>
+          logger.warn("warm pool refill not requested; the reaper tops it up", { error: error as Error }),
+        );
+        if (!item) return undefined;
+        const ref = this.readableRef(item);
+        if (!ref) continue;
+        try {
+          const adopted = await pooling.adopt(ref, { ...spec, env });
+          logger.info("kernel taken from the warm pool", { ageMs: Date.now() - item.startedAt });
+          return adopted;
+        } catch (error) {
+          logger.warn("a pooled kernel could not be handed over; stopping it", { error: error as Error });
+          await this.stopQuietly(ref);
+        }
+      }
+      return undefined;
+    } finally {
+      await refilled;
+    }
+  }
+
+  /** Starts kernels until the pool holds its size; returns how many were started. */
+  async fill(): Promise<number> {
+    const pooling = this.backend.pooling;
+    if (!pooling || !this.enabled) return 0;
+    const missing = this.settings.pool.size - (await this.pools.list(pooling.key)).length;
+    if (missing <= 0) return 0;
+    const started = await Promise.allSettled(
+      Array.from({ length: missing }, () => this.startOne(pooling.key)),
+    );
+    for (const outcome of started) {
+      if (outcome.status === "rejected") {
+        logger.warn("a warm pool kernel could not be started", { error: outcome.reason as Error });
+      }
+    }
+    return started.filter((outcome) => outcome.status === "fulfilled").length;
+  }
+
+  /**
+   * The reaper's pass over the pool: kernels older than the maximum age, dead, or beyond the size
+   * (the oldest are kept) are retired, then the pool is filled.
+   */
+  async tend(): Promise<PoolReport> {
+    const pooling = this.backend.pooling;
+    if (!pooling) return { retired: 0, filled: 0 };
+    const now = Date.now();
+    let kept = 0;
+    let retired = 0;
+    for (const item of await this.pools.list(pooling.key)) {
+      const ref = this.readableRef(item);
+      const keep =
+        ref !== undefined &&
+        kept < this.settings.pool.size &&
+        now - item.startedAt < this.settings.pool.maxAgeMs &&
+        (await this.backend.isAlive(ref).catch(() => true));
+      if (keep) kept++;
+      else if (await this.pools.remove(item)) {
+        if (ref) await this.stopQuietly(ref);
+        retired++;
+      }
+    }
+    return { retired, filled: await this.fill() };
+  }
+
+  /** Stops every pooled kernel and forgets it (the dev server on Ctrl-C); returns how many. */
+  async drain(): Promise<number> {
+    const pooling = this.backend.pooling;
+    if (!pooling) return 0;
+    const items = await this.pools.list(pooling.key);
+    const drained = await Promise.all(
+      items.map(async (item) => {
+        if (!(await this.pools.remove(item))) return false;
+        const ref = this.readableRef(item);
+        if (ref) await this.stopQuietly(ref);
+        return true;
+      }),
+    );
+    return drained.filter(Boolean).length;
+  }
+
+  /** The refs of the pool's kernels, so the reaper's orphan sweep leaves them running. */
+  async refs(): Promise<KernelRef[]> {
+    const pooling = this.backend.pooling;
+    if (!pooling) return [];
+    const items = await this.pools.list(pooling.key);
+    return items.flatMap((item) => this.readableRef(item) ?? []);
+  }
+
+  private async startOne(pool: string): Promise<void> {
+    const ref = await this.backend.start({
+      owner: POOL_OWNER,
+      kernelId: `pool-${randomUUID()}`,
+      env: { ...this.settings.operatorEnv },
+    });
+    // A kernel outlives its item's TTL only when the reaper stopped running: the orphan sweep ends it.
+    const ttlSeconds = Math.ceil((2 * this.settings.pool.maxAgeMs) / 1_000);
+    await this.pools.add(pool, this.backend.name, ref, ttlSeconds).catch(async (error: unknown) => {
+      await this.stopQuietly(ref);
+      throw error;
+    });
+  }
+
+  private readableRef(item: PooledKernel): KernelRef | undefined {
+    if (item.backend !== this.backend.name) return undefined;
+    try {
+      return this.backend.parseRef(item.ref);
+    } catch (error) {
+      logger.error("pooled kernel ref unreadable; its kernel is left to the orphan sweep", {
+        error: error as Error,
+      });
+      return undefined;
+    }
+  }
+
+  private async stopQuietly(ref: KernelRef): Promise<void> {
+    await this.backend.stop(ref).catch((cause) => logger.warn("could not stop a pooled kernel", { cause }));
+  }
+}
