@@ -84,8 +84,10 @@ function loadRatio(r: Json | undefined): number | undefined {
   return http === undefined || !raw ? undefined : Math.round((http / raw) * 100) / 100;
 }
 
-const [local, cluster, gateway, load, bundles, files, artifacts, pythonClient] = await Promise.all(
-  ["local", "cluster", "gateway", "load", "bundles", "files", "artifacts", "python-client"].map(results),
+const [local, cluster, gateway, load, bundles, files, artifacts, pythonClient, start] = await Promise.all(
+  ["local", "cluster", "gateway", "load", "bundles", "files", "artifacts", "python-client", "start"].map(
+    results,
+  ),
 );
 
 const summary: SummaryMetric[] = [
@@ -98,6 +100,14 @@ const summary: SummaryMetric[] = [
     at(gateway, "results", "1+1", "freshRatio"),
     "ratio",
   ),
+  ...["local", "gateway", "cluster"].flatMap((backend) => [
+    ...metric(`start.${backend}.pooled_p50`, at(start, "backends", backend, "pooled", "p50"), "ms", {
+      le: at(start, "targetPooledP50Ms") ?? Number.POSITIVE_INFINITY,
+    }),
+    ...metric(`start.${backend}.pooled_p95`, at(start, "backends", backend, "pooled", "p95"), "ms"),
+    ...metric(`start.${backend}.cold_p50`, at(start, "backends", backend, "cold", "p50"), "ms"),
+    ...metric(`start.${backend}.cold_p95`, at(start, "backends", backend, "cold", "p95"), "ms"),
+  ]),
   ...metric("load.http_runs_per_second", at(load, "http", "throughputPerSecond"), "runs/s"),
   ...metric("load.raw_zeromq_runs_per_second", at(load, "rawZeroMq", "throughputPerSecond"), "runs/s"),
   ...metric("load.http_over_raw_zeromq_runs_per_second", loadRatio(load), "ratio", { ge: 0.6 }),

@@ -282,6 +282,7 @@ export class KernelAccess {
     restarted: boolean,
   ): Promise<KernelView | undefined> {
     let ref: KernelRef;
+    let pooled: KernelRef | undefined;
     const start = {
       owner: record.owner,
       kernelId: record.kernelId,
@@ -289,7 +290,7 @@ export class KernelAccess {
       ...(request.cwd === undefined ? {} : { cwd: request.cwd }),
     };
     try {
-      const pooled = await this.pool?.take(start, request.env).catch((error: unknown) => {
+      pooled = await this.pool?.take(start, request.env).catch((error: unknown) => {
         logger.warn("warm pool unavailable; starting cold", { error: error as Error });
         return undefined;
       });
@@ -298,7 +299,8 @@ export class KernelAccess {
       await this.store.delete(record).catch((cause) => logger.warn("start not abandoned", { cause }));
       throw error;
     }
-    await this.setUp(ref);
+    // A pooled kernel was set up in the pool, unless its adoption moved it into the caller's cwd.
+    if (!pooled || start.cwd !== undefined) await this.setUp(ref);
     try {
       const spec = {
         ...(request.cwd === undefined ? {} : { cwd: request.cwd }),

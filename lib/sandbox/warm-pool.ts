@@ -4,6 +4,7 @@ import type { Config } from "../config.ts";
 import { startOnlyVariable } from "../core/caller-env.ts";
 import { logger } from "../logger.ts";
 import type { PooledKernel, PoolStore } from "../store/pool-store.ts";
+import { recordRoot } from "./file-helpers.ts";
 
 /** The pool writes the sandbox relies on, named so a test can hand in an in-memory store. */
 export type PoolRecords = Pick<PoolStore, "add" | "claim" | "list" | "remove">;
@@ -13,6 +14,9 @@ export type PoolSettings = Pick<Config, "pool" | "operatorEnv">;
 
 /** The owner pooled kernels are started for; no caller can be it (callers are never asked to the backend by name). */
 const POOL_OWNER = "pybox-warm-pool";
+
+/** Bound on setting a pooled kernel up (see `KernelAccess.setUp`). */
+const SET_UP_TIMEOUT_MS = 5_000;
 
 /** Pooled kernels one start tries before it starts cold: each failed one was dead or broken. */
 const ADOPTION_ATTEMPTS = 3;
@@ -26,8 +30,8 @@ export interface PoolReport {
 }
 
 /**
- * Kernels started ahead of demand, with the operator's env only, recorded in the table with no
- * owner. A start claims one with a conditional delete (two starts never get the same kernel),
+ * Kernels started ahead of demand, with the operator's env only, and set up as a start sets a
+ * kernel up (its root recorded), recorded in the table with no owner. A start claims one with a conditional delete (two starts never get the same kernel),
  * hands it to its caller with a silent request, and asks for a refill through `refill` (the queue)
  * without waiting for it. A claimed kernel is the caller's for good, never returned. An empty,
  * disabled or refused pool means a cold start, never a failure.
@@ -162,6 +166,14 @@ export class WarmPool {
       kernelId: `pool-${randomUUID()}`,
       env: { ...this.settings.operatorEnv },
     });
+    // Set up as a start would set it up (its root recorded), so a claim need not: a kernel only
+    // moved by its adoption (into a caller's cwd) is set up again there.
+    await this.backend
+      .helper(ref, { ...recordRoot(), timeoutMs: SET_UP_TIMEOUT_MS })
+      .catch(async (error: unknown) => {
+        await this.stopQuietly(ref);
+        throw error;
+      });
     // A kernel outlives its item's TTL only when the reaper stopped running: the orphan sweep ends it.
     const ttlSeconds = Math.ceil((2 * this.settings.pool.maxAgeMs) / 1_000);
     await this.pools.add(pool, this.backend.name, ref, ttlSeconds).catch(async (error: unknown) => {

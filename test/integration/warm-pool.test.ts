@@ -91,6 +91,12 @@ describe("warm pool: a pooled start is a cold start, sooner", { timeout: 600_000
       assert.deepEqual(a, b);
       assert.equal(a.executionCount, 1);
       assert.ok(warm.has(await localKernelId(pooled.api, "k")), "the kernel did not come from the pool");
+      const written = await pooled.api.run("k", "open('made.txt', 'w').write('x')");
+      assert.deepEqual(
+        written.body.artifacts?.map((artifact) => artifact.path),
+        ["made.txt"],
+        "the pooled kernel's files are not where its caller works",
+      );
       assert.equal((a.seen.env as Record<string, string>).MY_SETTING, "on");
       assert.equal(
         await pooled.api.eval("k", "__import__('time').strftime('%Z')"),

@@ -32,7 +32,10 @@ describe("WarmPool", { timeout: 10_000 }, () => {
     const [first] = backend.kernels;
     assert.equal(store.peek("alice", "k")?.ref?.id, pooled[0], "the oldest pooled kernel is taken");
     assert.deepEqual(first?.spec.env, { OPERATOR_ONLY: "operator", SHARED: "operator" });
-    const adoption = first?.helpers[0];
+    // Set up once, in the pool; then adopted, and not set up again (its folder did not change).
+    const [setUp, adoption, ...more] = first?.helpers ?? [];
+    assert.match(setUp?.code ?? "", /_pybox_files/);
+    assert.deepEqual(more, []);
     assert.ok(adoption);
     // The operator's SHARED wins, as in a cold start; the pooled kernel has it since its start.
     assert.deepEqual(adoptedEnv(adoption.code), { MY_VAR: "1", PYBOX_FAKE_OWNER: "alice" });
