@@ -258,6 +258,7 @@ function sharedEnvironment(settings: Settings, name: FunctionName): Record<strin
   if (Object.keys(settings.kernelEnv).length > 0) env.PYBOX_KERNEL_ENV = JSON.stringify(settings.kernelEnv);
   if (settings.gateway?.url) env.PYBOX_GATEWAY_URL = settings.gateway.url;
   if (settings.gateway?.createCwd) env.PYBOX_GATEWAY_CREATE_CWD = "true";
+  if (settings.gateway?.sharedHost === "allow") env.PYBOX_GATEWAY_SHARED_HOST = "allow";
   if (settings.cluster) {
     env.PYBOX_CLUSTER_NAMESPACE = settings.cluster.namespace;
     const auth = settings.cluster.auth;

@@ -40,6 +40,8 @@ export interface GatewaySettings {
   tokenSecretArn?: string;
   /** A caller's `cwd` missing on the gateway's kernel host is made there, not refused with 400. */
   createCwd: boolean;
+  /** On a gateway whose kernels share one host: serve one caller (`refuse`) or all (`allow`). */
+  sharedHost: "refuse" | "allow";
 }
 
 /** How the functions reach the Kubernetes API of the kernel cluster. */
@@ -85,6 +87,7 @@ export const CONTEXT_KEYS = [
   "gatewayUrl",
   "gatewayTokenSecretArn",
   "gatewayCreateCwd",
+  "gatewaySharedHost",
   "kernelEnv",
   "clusterNamespace",
   "eksCluster",
@@ -170,6 +173,7 @@ const ContextSchema = z.object({
     .union([z.boolean(), z.enum(["true", "false"])], { error: "must be true or false" })
     .transform((value) => value === true || value === "true")
     .optional(),
+  gatewaySharedHost: z.enum(["refuse", "allow"], { error: "must be refuse or allow" }).optional(),
   kernelEnv: json(
     z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.union([z.string(), z.number(), z.boolean()]), {
       error: "must be a JSON object of variable names to strings, numbers or booleans",
@@ -323,11 +327,17 @@ export function parseSettings(context: Partial<Record<ContextKey, unknown>>): Se
         ...(c.gatewayUrl ? { url: c.gatewayUrl.replace(/\/+$/, "") } : {}),
         ...(c.gatewayTokenSecretArn ? { tokenSecretArn: c.gatewayTokenSecretArn } : {}),
         createCwd: c.gatewayCreateCwd ?? false,
+        sharedHost: c.gatewaySharedHost ?? "refuse",
       },
     };
   }
 
-  for (const key of ["gatewayUrl", "gatewayTokenSecretArn", "gatewayCreateCwd"] as const) {
+  for (const key of [
+    "gatewayUrl",
+    "gatewayTokenSecretArn",
+    "gatewayCreateCwd",
+    "gatewaySharedHost",
+  ] as const) {
     if (c[key] !== undefined) fail(key, "is set, but backend is cluster");
   }
   if (!kernelEnv.KERNEL_IMAGE) {

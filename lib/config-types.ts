@@ -13,6 +13,11 @@ export interface GatewayConfig {
   requestTimeoutMs: number;
   /** A caller's `cwd` missing on the kernel's host is made there (`PYBOX_GATEWAY_CREATE_CWD`), not refused with 400. */
   createCwd: boolean;
+  /**
+   * A gateway that runs every caller's kernels as processes of one user on one host serves one
+   * caller (`refuse`, the default), or all of them with a warning (`allow`).
+   */
+  sharedHost: "refuse" | "allow";
 }
 
 /** How to reach the Kubernetes API and what Kernel resources to make. */

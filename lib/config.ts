@@ -103,6 +103,7 @@ const EnvSchema = z.object({
   PYBOX_GATEWAY_KERNEL_NAME: z.string().trim().min(1).default("python3"),
   PYBOX_GATEWAY_REQUEST_TIMEOUT_MS: int(100, 120_000, 10_000),
   PYBOX_GATEWAY_CREATE_CWD: z.preprocess(blankAsUnset, z.stringbool().default(false)),
+  PYBOX_GATEWAY_SHARED_HOST: z.preprocess(blankAsUnset, z.enum(["refuse", "allow"]).default("refuse")),
   PYBOX_KUBECONFIG: optionalText,
   PYBOX_KUBECONFIG_SECRET: optionalText,
   PYBOX_EKS_CLUSTER: optionalText,
@@ -261,6 +262,7 @@ export function loadConfig(
             kernelName: e.PYBOX_GATEWAY_KERNEL_NAME,
             requestTimeoutMs: e.PYBOX_GATEWAY_REQUEST_TIMEOUT_MS,
             createCwd: e.PYBOX_GATEWAY_CREATE_CWD,
+            sharedHost: e.PYBOX_GATEWAY_SHARED_HOST,
           },
         }
       : {}),

@@ -23,6 +23,7 @@ export type ErrorCode =
   | "CAPACITY"
   | "BACKEND_UNAVAILABLE"
   | "KERNEL_LAUNCH_FAILED"
+  | "HOST_SHARED"
   | "BACKEND_ERROR"
   | "RUN_OUTCOME_UNKNOWN"
   | "STORE_UNAVAILABLE"
@@ -122,6 +123,14 @@ export class KernelLaunchError extends PyboxError {
 export class BackendUnavailableError extends PyboxError {
   readonly code = "BACKEND_UNAVAILABLE";
   override readonly expose = false;
+}
+
+/**
+ * The backend runs every caller's kernels on one host as one user, and this deployment already
+ * serves another caller: waiting changes nothing (clients do not retry it). An operator decides.
+ */
+export class HostSharedError extends PyboxError {
+  readonly code = "HOST_SHARED";
 }
 
 /** The backend (or the kernel) answered in a way the protocol does not allow. */

@@ -12,6 +12,7 @@ import { createDocumentClient, createDynamoClient } from "./store/dynamodb.ts";
 import { KernelStore } from "./store/kernel-store.ts";
 import { PoolStore } from "./store/pool-store.ts";
 import { RunStore } from "./store/run-store.ts";
+import { TenancyStore } from "./store/tenancy-store.ts";
 
 /**
  * The backend the configuration names. Each backend is imported only when chosen, and the bundler
@@ -69,9 +70,15 @@ export async function createRuntime(config: Config, queue?: QueueClient): Promis
   const { dynamo, documents, kernels, results } = createStores(config);
   const runQueue = queue ?? lazySqsQueue(config);
   const sandbox = new SandboxService(kernels, await createBackend(config), config, {
-    records: new PoolStore(documents, config.table),
-    // One message per claim, in the pool's own FIFO group: refills run one at a time, none merged.
-    refill: () => runQueue.send({ action: "refill" }, randomUUID()),
+    pool: {
+      records: new PoolStore(documents, config.table),
+      // One message per claim, in the pool's own FIFO group: refills run one at a time, none merged.
+      refill: () => runQueue.send({ action: "refill" }, randomUUID()),
+    },
+    tenancy: {
+      records: new TenancyStore(documents, config.table),
+      policy: config.gateway?.sharedHost ?? "refuse",
+    },
   });
   const runs = new AsyncRuns(results, kernels, runQueue, config);
   const executor = new RunExecutor(results, sandbox, config);

@@ -28,6 +28,9 @@ export function refreshingCredentials<R extends KernelRef>(
     isAlive: (ref) => guard(() => backend.isAlive(ref)),
     stop: (ref) => guard(() => backend.stop(ref)),
     closeKept: () => backend.closeKept?.(),
+    ...(backend.sharedHost
+      ? { sharedHost: () => guard(() => backend.sharedHost?.() ?? Promise.resolve(undefined)) }
+      : {}),
     ...(backend.pooling ? { pooling: guardedPooling(backend.pooling, guard) } : {}),
   };
 }

@@ -69,6 +69,11 @@ export interface Backend<R extends KernelRef = KernelRef> {
   stop(ref: R): Promise<void>;
   /** Closes what it keeps open between uses (kept connections), when the process is done serving. */
   closeKept?(): void;
+  /**
+   * Why kernels of different callers would share one host and one OS user here (so one could read
+   * another's files), or undefined when each kernel is isolated. Asked once per process.
+   */
+  sharedHost?(): Promise<string | undefined>;
   /** Set by backends whose kernels can be started ahead of demand and handed to a caller later. */
   readonly pooling?: KernelPooling<R>;
   /**

@@ -1,6 +1,7 @@
 import { probeSandbox } from "../backends/local/sandbox.ts";
 import { type Config, loadConfig, NPM_START_DEFAULTS } from "../config.ts";
 import { PortInUseError, StateDirLockedError } from "../errors.ts";
+import type { SandboxService } from "../sandbox/service.ts";
 import { startLocalStack } from "./local-stack.ts";
 import { provideSandboxTools } from "./prerequisites.ts";
 import { ensurePythonEnv, kernelEnvOf } from "./python-env.ts";
@@ -23,6 +24,7 @@ async function main(): Promise<void> {
     console.error(`Cannot start: ${error.message}`);
     process.exit(1);
   });
+  if (config.backend === "gateway") await reportSharedHost(stack.sandbox, config);
   const { reattached, cleaned, abandonedRuns } = stack.recovered;
   if (reattached + cleaned > 0) {
     console.log(
@@ -70,6 +72,23 @@ async function holdStateDir(stateDir: string): Promise<void> {
     if (!(error instanceof StateDirLockedError)) throw error;
     console.error(`Cannot start: ${error.message}`);
     process.exit(1);
+  }
+}
+
+/**
+ * A gateway that runs every kernel as a process of its own user on one host lets one caller's code
+ * read another's files: say so at start-up (a warning where sharing is allowed), and what this
+ * server does about it.
+ */
+async function reportSharedHost(sandbox: SandboxService, config: Config): Promise<void> {
+  const reason = await sandbox.sharedHost().catch(() => undefined);
+  if (!reason) return;
+  if (config.gateway?.sharedHost === "allow") {
+    console.warn(`WARNING: ${reason}; PYBOX_GATEWAY_SHARED_HOST=allow lets every caller's kernels share it.`);
+  } else {
+    console.log(
+      `Note: ${reason}; this server serves the first caller to start a kernel, and refuses others.`,
+    );
   }
 }
 

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { KernelView, StartRequest } from "../core/kernel.ts";
 import { CapacityError, ConditionFailedError, KernelStartingError } from "../errors.ts";
 import type { KernelRecord } from "../store/kernel-store.ts";
+import type { HostTenancy } from "./host-tenancy.ts";
 import { DEADLINE_RESERVE_MS, type KernelAccess, notFound, toView } from "./kernel-access.ts";
 
 /** Whether a kernel was made (`201`) or the caller's live one returned (`200`). */
@@ -16,17 +17,22 @@ export interface StartOutcome {
  * so concurrent invocations agree on one kernel per (owner, kernelId).
  */
 export class KernelLifecycle {
-  constructor(private readonly kernels: KernelAccess) {}
+  constructor(
+    private readonly kernels: KernelAccess,
+    private readonly tenancy?: HostTenancy,
+  ) {}
 
   /**
    * Get-or-create, as pybox's `start`: the caller's live kernel by that id is returned; a dead one
-   * is replaced (`restarted: true`); concurrent starts of one id wait for the one that won.
+   * is replaced (`restarted: true`); concurrent starts of one id wait for the one that won. On a
+   * backend whose callers would share a host, only an admitted caller starts (see {@link HostTenancy}).
    */
   async start(
     owner: string,
     request: StartRequest,
     limits: { deadline?: number } = {},
   ): Promise<StartOutcome> {
+    await this.tenancy?.admit(owner);
     const kernelId = request.kernelId ?? randomUUID();
     // Waiting for another start ends in time for the invocation to answer `KERNEL_STARTING` itself.
     const deadline = Math.min(

@@ -2,6 +2,7 @@ import type { Backend } from "../backends/port.ts";
 import type { KernelView, StartRequest } from "../core/kernel.ts";
 import type { RunResult } from "../core/run-result.ts";
 import { KernelFiles } from "./files.ts";
+import { HostTenancy, type SharedHostPolicy, type TenancyRecords } from "./host-tenancy.ts";
 import { Housekeeping, type ReapReport } from "./housekeeping.ts";
 import { KernelAccess, type KernelRecords, type SandboxSettings } from "./kernel-access.ts";
 import { KernelLifecycle, type StartOutcome } from "./lifecycle.ts";
@@ -30,14 +31,23 @@ export class SandboxService {
   private readonly housekeeping: Housekeeping;
 
   private readonly pool: WarmPool | undefined;
+  private readonly tenancy: HostTenancy | undefined;
 
-  /** `pool`, when given, is where warm kernels are recorded and how a refill is asked for (see {@link WarmPool}). */
+  /**
+   * `pool`, when given, is where warm kernels are recorded and how a refill is asked for (see
+   * {@link WarmPool}); `tenancy`, where the one caller of a shared-host backend is kept and what
+   * the operator decided (see {@link HostTenancy}).
+   */
   constructor(
     store: KernelRecords,
     backend: Backend,
     settings: SandboxSettings & Partial<PoolSettings>,
-    pool?: { records: PoolRecords; refill: () => Promise<void> },
+    extras: {
+      pool?: { records: PoolRecords; refill: () => Promise<void> };
+      tenancy?: { records: TenancyRecords; policy: SharedHostPolicy };
+    } = {},
   ) {
+    const { pool, tenancy } = extras;
     this.pool =
       pool && settings.pool
         ? new WarmPool(
@@ -47,8 +57,9 @@ export class SandboxService {
             pool.refill,
           )
         : undefined;
+    this.tenancy = tenancy && new HostTenancy(tenancy.records, backend, tenancy.policy);
     const kernels = new KernelAccess(store, backend, settings, this.pool);
-    this.lifecycle = new KernelLifecycle(kernels);
+    this.lifecycle = new KernelLifecycle(kernels, this.tenancy);
     this.runs = new KernelRuns(kernels);
     this.files = new KernelFiles(kernels);
     this.housekeeping = new Housekeeping(kernels);
@@ -87,6 +98,11 @@ export class SandboxService {
   /** Brings the warm pool to its size (a refill message, `npm start`'s own fill); returns how many started. */
   refillPool(): Promise<number> {
     return this.pool?.fill() ?? Promise.resolve(0);
+  }
+
+  /** Why callers' kernels would share a host on this backend, or undefined (see {@link HostTenancy}). */
+  sharedHost(): Promise<string | undefined> {
+    return this.tenancy?.sharedHost() ?? Promise.resolve(undefined);
   }
 
   /** Stops every kernel of this backend (see {@link Housekeeping.stopAll}). */

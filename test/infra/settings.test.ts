@@ -34,7 +34,7 @@ describe("settings", () => {
         queueBatchSize: 1,
         logRetention: 30,
         throttle: { rateLimit: 50, burstLimit: 100 },
-        gateway: { url: "https://eg.internal:8888", createCwd: false },
+        gateway: { url: "https://eg.internal:8888", createCwd: false, sharedHost: "refuse" },
       });
     });
 

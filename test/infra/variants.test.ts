@@ -160,6 +160,15 @@ describe("PyboxStack with a warm pool", () => {
   });
 });
 
+describe("gateway tenancy setting", () => {
+  it("passes gatewaySharedHost=allow to the functions, and leaves the refusal as the default", () => {
+    const allowed = synthesize({ ...GATEWAY_CONTEXT, gatewaySharedHost: "allow" });
+    assert.equal(loadConfig(resolvedEnvironment(allowed, "start")).gateway?.sharedHost, "allow");
+    const plain = synthesize(GATEWAY_CONTEXT);
+    assert.equal(loadConfig(resolvedEnvironment(plain, "start")).gateway?.sharedHost, "refuse");
+  });
+});
+
 describe("warm pool settings", () => {
   it("refuse a cluster pool that outlives the controller's idle culling", () => {
     assert.throws(

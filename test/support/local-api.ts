@@ -27,13 +27,16 @@ export async function startLocalApi(env: Record<string, string> = {}, stateDir?:
   const dir = stateDir ?? (await mkdtemp(join(tmpdir(), "pybox-test-")));
   const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "lib", "dev", "main.ts")], {
     cwd: ROOT,
-    // No warm pool unless a test asks for one: its kernels would be counted, and load the machine.
     env: {
       ...process.env,
       PORT: "0",
       PYBOX_STATE_DIR: dir,
       POWERTOOLS_LOG_LEVEL: "WARN",
+      // No warm pool unless a test asks for one: its kernels would be counted, and load the machine.
       PYBOX_POOL_SIZE: "0",
+      // The test gateways run kernels as local processes: tests of many callers on them opt in to
+      // sharing as an operator would. The refusal has tests of its own.
+      ...(env.PYBOX_BACKEND === "gateway" ? { PYBOX_GATEWAY_SHARED_HOST: "allow" } : {}),
       ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],

@@ -99,6 +99,24 @@ def test_gives_up_with_the_services_code_after_the_last_attempt() -> None:
     assert (raised.value.status, raised.value.code, raised.value.message) == (429, "CAPACITY", "full")
 
 
+def test_a_deployment_serving_another_caller_is_not_retried() -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(
+            503,
+            headers={"retry-after": "0"},
+            json={"error": {"code": "HOST_SHARED", "message": "this deployment serves one caller only"}},
+        )
+
+    with pytest.raises(PyboxServiceError) as raised:
+        manager_with(handler, attempts=5).start("k")
+    assert (raised.value.status, raised.value.code) == (503, "HOST_SHARED")
+    assert calls == 1
+
+
 def test_a_client_error_is_not_retried_and_404_is_its_own_type() -> None:
     calls = 0
 

@@ -1,6 +1,12 @@
 import createClient, { type Client, type PathSerializer } from "openapi-fetch";
 import { type AwsCredentials, bearerAuth, signingRegion, sigv4Auth, type TokenSource } from "./auth.ts";
-import { errorFromResponse, isServiceError, PyboxError, PyboxNotFoundError } from "./errors.ts";
+import {
+  errorFromResponse,
+  isFinalRefusal,
+  isServiceError,
+  PyboxError,
+  PyboxNotFoundError,
+} from "./errors.ts";
 import {
   chunkRanges,
   encodeFilePath,
@@ -560,7 +566,9 @@ export class PyboxClient {
       const after = retryAfterMs(response.headers.get("retry-after"));
       // A bare 503 from a proxy in front (API Gateway's own timeout) does not prove nothing ran.
       const refused =
-        RETRYABLE_STATUSES.has(response.status) && (how.replaySafe || isServiceError(outcome.error));
+        RETRYABLE_STATUSES.has(response.status) &&
+        !isFinalRefusal(outcome.error) &&
+        (how.replaySafe || isServiceError(outcome.error));
       if (!refused || last) throw errorFromResponse(response, outcome.error, after);
       await sleep(retryDelayMs(this.retry, n, after), how.signal);
     }

@@ -88,6 +88,15 @@ function serviceErrorOf(
   return details ? { code: error.code, message, details } : { code: error.code, message };
 }
 
+/** Refusals that waiting does not change: a deployment serving another caller only. */
+const FINAL_CODES: ReadonlySet<string> = new Set(["HOST_SHARED"]);
+
+/** Whether the service's error says a retry would be refused the same way, whatever its status. */
+export function isFinalRefusal(body: unknown): boolean {
+  const code = serviceErrorOf(body)?.code;
+  return code !== undefined && FINAL_CODES.has(code);
+}
+
 /** Whether the body is the service's own error, which proves the service (not a proxy) answered. */
 export function isServiceError(body: unknown): boolean {
   return serviceErrorOf(body) !== undefined;

@@ -191,7 +191,7 @@ export interface components {
         Error: {
             error: {
                 /** @enum {string} */
-                code: "INVALID_REQUEST" | "UNAUTHENTICATED" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KERNEL_BUSY" | "KERNEL_DEAD" | "KERNEL_STARTING" | "KERNEL_STOPPED" | "RUN_CONFLICT" | "UPLOAD_CONFLICT" | "FOLDER_NOT_EMPTY" | "PAYLOAD_TOO_LARGE" | "CAPACITY" | "STORE_UNAVAILABLE" | "BACKEND_UNAVAILABLE" | "QUEUE_UNAVAILABLE" | "KERNEL_LAUNCH_FAILED" | "BACKEND_ERROR" | "RUN_OUTCOME_UNKNOWN" | "INTERNAL";
+                code: "INVALID_REQUEST" | "UNAUTHENTICATED" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KERNEL_BUSY" | "KERNEL_DEAD" | "KERNEL_STARTING" | "KERNEL_STOPPED" | "RUN_CONFLICT" | "UPLOAD_CONFLICT" | "FOLDER_NOT_EMPTY" | "PAYLOAD_TOO_LARGE" | "CAPACITY" | "STORE_UNAVAILABLE" | "BACKEND_UNAVAILABLE" | "QUEUE_UNAVAILABLE" | "KERNEL_LAUNCH_FAILED" | "HOST_SHARED" | "BACKEND_ERROR" | "RUN_OUTCOME_UNKNOWN" | "INTERNAL";
                 message: string;
                 /** @description Field-level validation issues: `path` such as `body.timeoutMs`. */
                 details?: {
@@ -511,7 +511,7 @@ export interface components {
                 };
             };
         };
-        /** @description The backend, the store or the run queue cannot be reached, or the kernel could not be launched; retry after `Retry-After`. Codes: STORE_UNAVAILABLE, BACKEND_UNAVAILABLE, QUEUE_UNAVAILABLE, KERNEL_LAUNCH_FAILED. */
+        /** @description The backend, the store or the run queue cannot be reached, or the kernel could not be launched; retry after `Retry-After`. Codes: STORE_UNAVAILABLE, BACKEND_UNAVAILABLE, QUEUE_UNAVAILABLE, KERNEL_LAUNCH_FAILED, HOST_SHARED. */
         Unavailable: {
             headers: {
                 /** @description Seconds to wait before trying again. */
@@ -522,7 +522,7 @@ export interface components {
                 "application/json": {
                     error: {
                         /** @enum {string} */
-                        code: "STORE_UNAVAILABLE" | "BACKEND_UNAVAILABLE" | "QUEUE_UNAVAILABLE" | "KERNEL_LAUNCH_FAILED";
+                        code: "STORE_UNAVAILABLE" | "BACKEND_UNAVAILABLE" | "QUEUE_UNAVAILABLE" | "KERNEL_LAUNCH_FAILED" | "HOST_SHARED";
                         message: string;
                         /** @description Field-level validation issues: `path` such as `body.timeoutMs`. */
                         details?: {

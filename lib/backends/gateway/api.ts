@@ -1,5 +1,5 @@
 import { URLExt } from "@jupyterlab/coreutils";
-import { KernelAPI, ServerConnection } from "@jupyterlab/services";
+import { KernelAPI, KernelSpecAPI, ServerConnection } from "@jupyterlab/services";
 import WebSocket from "ws";
 import * as z from "zod";
 import {
@@ -176,6 +176,33 @@ export async function shutdownKernel(settings: GatewaySettings, id: string): Pro
     if (translated instanceof KernelDiedError) return;
     throw translated;
   }
+}
+
+/** What of a kernelspec tells how EG runs its kernels: `metadata.process_proxy.class_name`. */
+const KernelSpecProxySchema = z.object({
+  metadata: z
+    .object({ process_proxy: z.object({ class_name: z.string() }).partial().optional() })
+    .loose()
+    .nullish(),
+});
+
+/**
+ * The process proxy class that runs the kernelspec's kernels (EG's `/api/kernelspecs`), or
+ * undefined when it names none (EG then runs them as local processes; a plain jupyter_server
+ * always does). A kernelspec the gateway does not have is a {@link BackendError}.
+ */
+export async function kernelSpecProxy(settings: GatewaySettings, name: string): Promise<string | undefined> {
+  let specs: Awaited<ReturnType<typeof KernelSpecAPI.getSpecs>>;
+  try {
+    specs = await KernelSpecAPI.getSpecs(settings);
+  } catch (error) {
+    throw translateGatewayError(error, "read its kernelspecs");
+  }
+  const spec = specs.kernelspecs[name];
+  if (!spec) throw new BackendError(`the gateway has no kernelspec '${name}'`);
+  const parsed = KernelSpecProxySchema.safeParse(spec);
+  if (!parsed.success) throw new BackendError(`the gateway's kernelspec '${name}' is malformed`);
+  return parsed.data.metadata?.process_proxy?.class_name;
 }
 
 function parseModel(value: unknown): GatewayKernelModel {

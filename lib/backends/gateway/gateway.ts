@@ -17,6 +17,7 @@ import {
   type GatewaySettings,
   getKernel,
   interruptKernel,
+  kernelSpecProxy,
   shutdownKernel,
   startKernel,
 } from "./api.ts";
@@ -59,6 +60,9 @@ const RESTART_SETUP_TIMEOUT_MS = 5_000;
 
 /** A global that marks a kernel we started; its absence after a run means the gateway restarted it. */
 const MARKER = "__pybox_kernel__";
+
+/** Process proxies that run each kernel in a container of its own (EG's and its custom ones). */
+const ISOLATING_PROXY = /(Kubernetes|Docker|DockerSwarm|Container|CustomResource|SparkOperator)ProcessProxy$/;
 
 /**
  * Kernels on a Jupyter Enterprise Gateway (or a plain jupyter_server), reached through its REST
@@ -178,6 +182,18 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
       (transport) => evaluate(transport, expression, schema, { code, timeoutMs }),
       this.connections,
     );
+  }
+
+  /**
+   * Enterprise Gateway isolates callers only when a container process proxy (Kubernetes, Docker,
+   * a custom resource) runs the kernelspec's kernels; with a local (or SSH-distributed) one, or on
+   * a plain jupyter_server, every kernel is a process of the gateway's own user on a shared host.
+   */
+  async sharedHost(): Promise<string | undefined> {
+    const proxy = await kernelSpecProxy(await this.options.settings(), this.options.kernelName);
+    if (proxy && ISOLATING_PROXY.test(proxy)) return undefined;
+    const runner = proxy ? proxy.split(".").at(-1) : "no process proxy";
+    return `the gateway runs kernelspec '${this.options.kernelName}' (${runner}) as processes of its own user on one host`;
   }
 
   async interrupt(ref: GatewayKernelRef): Promise<void> {

@@ -1,14 +1,16 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
+import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
 import type { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { ServerConnection } from "@jupyterlab/services";
 import { WebSocketServer } from "ws";
 import { gatewaySettings, translateGatewayError } from "../../../lib/backends/gateway/api.ts";
+import { gatewayBackendFrom } from "../../../lib/backends/gateway/from-config.ts";
 import { gatewayTokenLoader } from "../../../lib/backends/gateway/token.ts";
 import { kernelUsername } from "../../../lib/backends/kernel-username.ts";
-import type { GatewayConfig } from "../../../lib/config.ts";
+import { type GatewayConfig, loadConfig } from "../../../lib/config.ts";
 import {
   BackendError,
   BackendUnavailableError,
@@ -39,6 +41,7 @@ const GATEWAY: GatewayConfig = {
   kernelName: "python3",
   requestTimeoutMs: 1_000,
   createCwd: false,
+  sharedHost: "refuse",
 };
 
 /** A stand-in for the Secrets Manager client: answers every `send` with `answer()` and counts the calls. */
@@ -171,6 +174,91 @@ describe("gateway backend", () => {
       socket.close();
       await new Promise((resolve) => server.close(resolve));
     });
+  });
+
+  describe("sharedHost: whether the kernelspec's kernels share the gateway's host", () => {
+    /** A gateway that lists one kernelspec `python3` with `metadata`, on a free loopback port. */
+    async function listing(metadata: unknown): Promise<{ url: string; close: () => void }> {
+      const server = createServer((_req, res) => {
+        res.setHeader("content-type", "application/json");
+        res.end(
+          JSON.stringify({
+            default: "python3",
+            kernelspecs: {
+              python3: {
+                name: "python3",
+                resources: {},
+                spec: { argv: [], display_name: "Python 3", language: "python", metadata },
+              },
+            },
+          }),
+        );
+      });
+      server.listen(0, "127.0.0.1");
+      await once(server, "listening");
+      return {
+        url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        close: () => server.close(),
+      };
+    }
+
+    for (const [metadata, shared] of [
+      [undefined, true],
+      [
+        {
+          process_proxy: {
+            class_name: "enterprise_gateway.services.processproxies.processproxy.LocalProcessProxy",
+          },
+        },
+        true,
+      ],
+      [
+        {
+          process_proxy: {
+            class_name: "enterprise_gateway.services.processproxies.distributed.DistributedProcessProxy",
+          },
+        },
+        true,
+      ],
+      [
+        {
+          process_proxy: {
+            class_name: "enterprise_gateway.services.processproxies.k8s.KubernetesProcessProxy",
+          },
+        },
+        false,
+      ],
+      [
+        {
+          process_proxy: {
+            class_name: "enterprise_gateway.services.processproxies.docker_swarm.DockerProcessProxy",
+          },
+        },
+        false,
+      ],
+      [
+        {
+          process_proxy: {
+            class_name: "enterprise_gateway.services.processproxies.crd.CustomResourceProcessProxy",
+          },
+        },
+        false,
+      ],
+    ] as const) {
+      it(`calls ${metadata?.process_proxy.class_name.split(".").at(-1) ?? "no process proxy"} ${shared ? "shared" : "isolated"}`, async () => {
+        const gateway = await listing(metadata);
+        try {
+          const backend = gatewayBackendFrom({
+            ...loadConfig({ PYBOX_BACKEND: "gateway", PYBOX_GATEWAY_URL: gateway.url }),
+          });
+          const reason = await backend.sharedHost?.();
+          assert.equal(reason !== undefined, shared, String(reason));
+          if (shared) assert.match(String(reason), /kernelspec 'python3'/);
+        } finally {
+          gateway.close();
+        }
+      });
+    }
   });
 
   describe("translateGatewayError", () => {

@@ -284,6 +284,7 @@ describe("error-handler", () => {
         BACKEND_UNAVAILABLE: 503,
         QUEUE_UNAVAILABLE: 503,
         KERNEL_LAUNCH_FAILED: 503,
+        HOST_SHARED: 503,
         BACKEND_ERROR: 502,
         RUN_OUTCOME_UNKNOWN: 502,
         INTERNAL: 500,

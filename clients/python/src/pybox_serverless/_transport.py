@@ -52,9 +52,22 @@ def retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+#: Refusals that waiting does not change (a deployment that serves another caller only).
+FINAL_CODES = frozenset({"HOST_SHARED"})
+
+
 def should_retry(response: httpx.Response) -> bool:
     """Whether the service said the request changed nothing and may simply be sent again."""
-    return response.status_code in RETRYABLE_STATUSES
+    return response.status_code in RETRYABLE_STATUSES and _error_code(response) not in FINAL_CODES
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return str(error.get("code")) if isinstance(error, dict) else None
 
 
 def raise_for_error(response: httpx.Response) -> None:

@@ -58,6 +58,21 @@ describe("retries", () => {
     assert.equal(server.requests.length, 3);
   });
 
+  it("does not retry a 503 HOST_SHARED: a deployment serving another caller does not change by waiting", async () => {
+    server = await serve(() => ({
+      status: 503,
+      headers: { "retry-after": "0" },
+      json: serviceError("HOST_SHARED", "this deployment serves one caller only"),
+    }));
+    const client = new PyboxClient({ baseUrl: server.url, retry: { attempts: 5 } });
+
+    const error = await rejection(client.start({ kernelId: "k1" }));
+
+    assert.equal(error.status, 503);
+    assert.equal(error.code, "HOST_SHARED");
+    assert.equal(server.requests.length, 1);
+  });
+
   it("does not retry a 400", async () => {
     server = await serve(() => ({ status: 400, json: serviceError("INVALID_REQUEST", "invalid kernelId") }));
     const client = new PyboxClient({ baseUrl: server.url });
