@@ -73,6 +73,8 @@ export interface Settings {
   consumerTimeoutMinutes: number;
   queueBatchSize: number;
   logRetention: RetentionDays;
+  /** Where alarm notifications are emailed (an SNS topic is made for them); none when absent. */
+  alarmEmail?: string;
   throttle: { rateLimit: number; burstLimit: number };
 }
 
@@ -104,6 +106,7 @@ export const CONTEXT_KEYS = [
   "queueBatchSize",
   "logRetentionDays",
   "throttle",
+  "alarmEmail",
 ] as const;
 
 type ContextKey = (typeof CONTEXT_KEYS)[number];
@@ -219,6 +222,7 @@ const ContextSchema = z.object({
   logRetentionDays: wholeNumber(1, 9999, 30).refine((days) => retentionDays.has(days), {
     error: `must be one of CloudWatch's retention periods: ${[...retentionDays].join(", ")}`,
   }),
+  alarmEmail: z.email({ error: "must be an email address" }).optional(),
   throttle: json(
     z.object(
       {
@@ -307,6 +311,7 @@ export function parseSettings(context: Partial<Record<ContextKey, unknown>>): Se
     queueBatchSize: c.queueBatchSize,
     logRetention: c.logRetentionDays as RetentionDays,
     throttle: { rateLimit: c.throttle.rate, burstLimit: c.throttle.burst },
+    ...(c.alarmEmail ? { alarmEmail: c.alarmEmail } : {}),
   };
   const clusterKeys = [
     "eksCluster",

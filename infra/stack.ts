@@ -4,6 +4,7 @@ import type { Construct } from "constructs";
 import { FUNCTION_NAMES, FUNCTIONS, KERNEL_STARTERS } from "../lib/functions.ts";
 import { KernelApi } from "./api.ts";
 import { KernelFunctions } from "./functions.ts";
+import { Monitoring } from "./monitoring.ts";
 import { RunQueue } from "./queue.ts";
 import { ReaperSchedule } from "./reaper.ts";
 import { BackendSecret } from "./secrets.ts";
@@ -25,6 +26,8 @@ export class PyboxStack extends Stack {
   readonly backendSecret: BackendSecret | undefined;
   readonly functions: KernelFunctions;
   readonly runQueue: RunQueue;
+  /** The alarms, their optional topic, and the dashboard. */
+  readonly monitoring: Monitoring;
   readonly api: KernelApi;
   readonly reaper: ReaperSchedule;
 
@@ -63,6 +66,14 @@ export class PyboxStack extends Stack {
       rateMinutes: settings.reaperRateMinutes,
     });
 
+    this.monitoring = new Monitoring(this, "Monitoring", {
+      functions: fns,
+      api: this.api.api,
+      deadLetters: this.runQueue.deadLetters,
+      pooled: settings.pool.size > 0,
+      ...(settings.alarmEmail ? { alarmEmail: settings.alarmEmail } : {}),
+    });
+
     const auth = settings.cluster?.auth;
     if (auth?.kind === "eks" && auth.kubernetesGroup) {
       // Map each function that talks to the cluster into it, as members of the operator's group
@@ -85,6 +96,16 @@ export class PyboxStack extends Stack {
       value: this.runQueue.deadLetters.queueUrl,
       description: "Queued runs that could not be run",
     });
+    new CfnOutput(this, "DashboardName", {
+      value: this.monitoring.dashboard.dashboardName,
+      description: "The CloudWatch dashboard of the service",
+    });
+    if (this.monitoring.topic) {
+      new CfnOutput(this, "AlarmTopicArn", {
+        value: this.monitoring.topic.topicArn,
+        description: "Alarms are sent here (confirm the email subscription)",
+      });
+    }
     new CfnOutput(this, "TableName", {
       value: this.kernels.table.tableName,
       description: "The DynamoDB table",

@@ -132,6 +132,8 @@ export interface Config {
    * starts (`size` 0: none); one older than `maxAgeMs` is retired by the reaper.
    */
   pool: { size: number; maxAgeMs: number };
+  /** Whether metrics are written (EMF log lines): in Lambda by default, not under `npm start` (`PYBOX_METRICS`). */
+  metrics: boolean;
   /** The local backend: its interpreter, its state folder, and how its kernels are confined. */
   local: LocalConfig;
   /** Set when `backend` is `gateway`. The token itself is resolved at cold start, never stored here. */

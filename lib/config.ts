@@ -155,6 +155,8 @@ const EnvSchema = z.object({
   PYBOX_IDLE_TIMEOUT_SECONDS: int(1, 30 * 24 * 3600, 3600),
   PYBOX_MAX_KERNELS_PER_CALLER: int(1, 10_000, 10),
   PYBOX_MAX_FILE_BYTES: int(1, 5 * 1024 ** 3, 100 * 1024 ** 2),
+  PYBOX_METRICS: z.preprocess(blankAsUnset, z.stringbool().optional()),
+  AWS_LAMBDA_FUNCTION_NAME: optionalText,
   PORT: int(0, 65535, 8080),
 });
 
@@ -239,6 +241,7 @@ export function loadConfig(
     startTimeoutMs: e.PYBOX_START_TIMEOUT_MS,
     keepConnectionsMs: e.PYBOX_KEEP_CONNECTIONS_MS,
     pool: { size: e.PYBOX_POOL_SIZE, maxAgeMs: e.PYBOX_POOL_MAX_AGE_SECONDS * 1_000 },
+    metrics: e.PYBOX_METRICS ?? e.AWS_LAMBDA_FUNCTION_NAME !== undefined,
     recordTtlSeconds: e.PYBOX_RECORD_TTL_SECONDS,
     local: {
       ...kernelInterpreter(e),

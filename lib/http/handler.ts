@@ -4,6 +4,7 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context
 import type * as z from "zod";
 import { NotFoundError, PayloadTooLargeError, ValidationError } from "../errors.ts";
 import { logger } from "../logger.ts";
+import { publishMetrics } from "../metrics.ts";
 import { errorResponse, httpErrorHandler } from "./error-handler.ts";
 import { callerOf } from "./identity.ts";
 import type { HttpRequest, RouteSpec, RuntimeKind, RuntimeOf } from "./route-spec.ts";
@@ -18,6 +19,8 @@ export interface RouteDefinition<P extends z.ZodType, B extends z.ZodType, Q ext
   binaryBody?: boolean;
   /** Largest body accepted before parsing; bigger is a 413 before any kernel work. */
   maxBodyBytes?: number;
+  /** Whether the metrics the request recorded are written (`Config.metrics`); default dropped. */
+  metrics?: boolean;
   handle: (
     request: HttpRequest<z.infer<P>, z.infer<B>, z.infer<Q>>,
   ) => Promise<APIGatewayProxyStructuredResultV2>;
@@ -43,6 +46,7 @@ export function httpHandler<P extends z.ZodType, B extends z.ZodType, Q extends 
 ): HttpLambda {
   const fn = middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>()
     .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use(publishMetrics(route.metrics ?? false))
     .use(httpErrorHandler())
     .handler(async (event, context) => {
       const owner = callerOf(event.requestContext);
@@ -87,6 +91,7 @@ export function httpFunction<
     ...(spec.query ? { query: spec.query } : {}),
     ...(spec.binaryBody ? { binaryBody: true } : {}),
     ...(spec.maxBodyBytes ? { maxBodyBytes: spec.maxBodyBytes(runtime.config) } : {}),
+    metrics: runtime.config.metrics,
     handle: (request) => spec.handle(runtime, request as Parameters<typeof spec.handle>[1]),
   });
 }

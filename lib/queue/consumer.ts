@@ -12,6 +12,7 @@ import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda"
 import { type KernelMessage, type QueueMessage, QueueMessageSchema } from "../core/queue-message.ts";
 import { PoisonMessageError, PyboxError, RetryLaterError, ValidationError } from "../errors.ts";
 import { logger } from "../logger.ts";
+import { duration, METRIC, publishMetrics } from "../metrics.ts";
 import type { Runtime } from "../runtime.ts";
 import type { RunExecutor } from "../sandbox/run-executor.ts";
 import type { SandboxService } from "../sandbox/service.ts";
@@ -75,6 +76,8 @@ export function queueConsumer(deps: ConsumerDependencies): QueueLambda {
         const message = parse(record);
         // A refill fills the pool up to its size: a second delivery finds it full, nothing to dedupe.
         if (message.action === "refill") return { filled: await deps.sandbox.refillPool() };
+        if (message.action === "run")
+          duration(METRIC.queuedRunAge, Date.now() - Number(record.attributes.SentTimestamp));
         const id = message.action === "run" ? (message.runId ?? record.messageId) : record.messageId;
         const key = JSON.stringify([message.owner, message.kernelId, message.action, id]);
         const receives = Number(record.attributes.ApproximateReceiveCount) || 1;
@@ -117,6 +120,7 @@ export function runtimeConsumer(runtime: Runtime): QueueLambda {
   });
   const fn = middy<SQSEvent, SQSBatchResponse>()
     .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use(publishMetrics(config.metrics))
     .handler(consume);
   return (event, context) => fn(event, context);
 }

@@ -14,6 +14,7 @@ import {
   NotFoundError,
 } from "../errors.ts";
 import { logger } from "../logger.ts";
+import { count, METRIC } from "../metrics.ts";
 import type { KernelRecord, KernelStore } from "../store/kernel-store.ts";
 import { type FileHelper, recordRoot, sweepUploads } from "./file-helpers.ts";
 import { mergeKernelEnv } from "./kernel-env.ts";
@@ -295,6 +296,7 @@ export class KernelAccess {
         return undefined;
       });
       ref = pooled ?? (await this.backend.start(start));
+      count(pooled ? METRIC.kernelStartsPooled : METRIC.kernelStartsCold);
     } catch (error) {
       await this.store.delete(record).catch((cause) => logger.warn("start not abandoned", { cause }));
       throw error;

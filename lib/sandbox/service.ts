@@ -1,6 +1,7 @@
 import type { Backend } from "../backends/port.ts";
 import type { KernelView, StartRequest } from "../core/kernel.ts";
 import type { RunResult } from "../core/run-result.ts";
+import { count, duration, METRIC, recordRun } from "../metrics.ts";
 import { KernelFiles } from "./files.ts";
 import { HostTenancy, type SharedHostPolicy, type TenancyRecords } from "./host-tenancy.ts";
 import { Housekeeping, type ReapReport } from "./housekeeping.ts";
@@ -66,8 +67,12 @@ export class SandboxService {
   }
 
   /** Get-or-create, as pybox's `start` (see {@link KernelLifecycle.start}). */
-  start(owner: string, request: StartRequest, limits?: { deadline?: number }): Promise<StartOutcome> {
-    return this.lifecycle.start(owner, request, limits);
+  async start(owner: string, request: StartRequest, limits?: { deadline?: number }): Promise<StartOutcome> {
+    const started = Date.now();
+    const outcome = await this.lifecycle.start(owner, request, limits);
+    if (outcome.created) duration(METRIC.startDuration, Date.now() - started);
+    if (outcome.kernel.restarted) count(METRIC.kernelsRevived);
+    return outcome;
   }
 
   /** The caller's kernel, its liveness checked (see {@link KernelLifecycle.get}). */
@@ -76,8 +81,10 @@ export class SandboxService {
   }
 
   /** Runs code under the kernel's lease, within the invocation's deadline (see {@link KernelRuns.run}). */
-  run(owner: string, kernelId: string, code: string, limits?: RunLimits): Promise<RunResult> {
-    return this.runs.run(owner, kernelId, code, limits);
+  async run(owner: string, kernelId: string, code: string, limits?: RunLimits): Promise<RunResult> {
+    const result = await this.runs.run(owner, kernelId, code, limits);
+    recordRun(result);
+    return result;
   }
 
   /** Idempotent stop (see {@link KernelLifecycle.stop}). */

@@ -3,6 +3,7 @@ import type { Backend, KernelRef, StartSpec } from "../backends/port.ts";
 import type { Config } from "../config.ts";
 import { startOnlyVariable } from "../core/caller-env.ts";
 import { logger } from "../logger.ts";
+import { count, METRIC } from "../metrics.ts";
 import type { PooledKernel, PoolStore } from "../store/pool-store.ts";
 import { recordRoot } from "./file-helpers.ts";
 
@@ -75,7 +76,10 @@ export class WarmPool {
         refilled ??= this.refill().catch((error: unknown) =>
           logger.warn("warm pool refill not requested; the reaper tops it up", { error: error as Error }),
         );
-        if (!item) return undefined;
+        if (!item) {
+          count(METRIC.warmPoolEmpty);
+          return undefined;
+        }
         const ref = this.readableRef(item);
         if (!ref) continue;
         try {
@@ -133,7 +137,9 @@ export class WarmPool {
         retired++;
       }
     }
-    return { retired, filled: await this.fill() };
+    const filled = await this.fill();
+    count(METRIC.warmPoolSize, kept + filled);
+    return { retired, filled };
   }
 
   /** Stops every pooled kernel and forgets it (the dev server on Ctrl-C); returns how many. */

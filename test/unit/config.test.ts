@@ -56,6 +56,7 @@ describe("config", () => {
         startTimeoutMs: 25_000,
         keepConnectionsMs: 60_000,
         pool: { size: 0, maxAgeMs: 1_800_000 },
+        metrics: false,
         recordTtlSeconds: 604_800,
         local: {
           python: join(PROJECT_ROOT, ".venv", "bin", "python"),
@@ -143,6 +144,7 @@ describe("config", () => {
         startTimeoutMs: 4_000,
         keepConnectionsMs: 0,
         pool: { size: 3, maxAgeMs: 600_000 },
+        metrics: false,
         recordTtlSeconds: 3_600,
         local: {
           python: "/opt/py/bin/python",

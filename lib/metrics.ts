@@ -1,0 +1,70 @@
+import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
+import type { MiddlewareObj } from "@middy/core";
+import type { RunResult } from "./core/run-result.ts";
+
+/** The CloudWatch namespace of the product's own metrics; the stack's alarms and dashboard read it. */
+export const METRICS_NAMESPACE = "Pybox";
+
+/** Every metric the product emits, by name: the code records them, the stack alarms on them. */
+export const METRIC = {
+  /** Runs that ended, by how: `ok`, `error` (the code raised), `timeout` (interrupted). */
+  runsOk: "RunsOk",
+  runsError: "RunsError",
+  runsTimeout: "RunsTimeout",
+  /** A run's own time in the kernel, ms. */
+  runDuration: "RunDuration",
+  /** Kernels started from nothing, and taken from the warm pool. */
+  kernelStartsCold: "KernelStartsCold",
+  kernelStartsPooled: "KernelStartsPooled",
+  /** A start that made a kernel, from request to answer, ms. */
+  startDuration: "StartDuration",
+  /** Dead kernels a start brought back (`restarted: true`). */
+  kernelsRevived: "KernelsRevived",
+  /** Kernels in the warm pool after a reaper pass. */
+  warmPoolSize: "WarmPoolSize",
+  /** Starts that found the warm pool empty (and started cold). */
+  warmPoolEmpty: "WarmPoolEmpty",
+  /** How long a queued run waited in the queue before a consumer took it, ms. */
+  queuedRunAge: "QueuedRunAge",
+  /** Idle kernels the reaper stopped; kernels it found dead; running kernels no record pointed at. */
+  kernelsReaped: "KernelsReaped",
+  kernelsFoundDead: "KernelsFoundDead",
+  orphansStopped: "OrphansStopped",
+} as const;
+
+/**
+ * The one metrics recorder (embedded metric format: a log line CloudWatch turns into metrics, no
+ * API call). Values are stored during an invocation and written by {@link publishMetrics}.
+ */
+export const metrics = new Metrics({ namespace: METRICS_NAMESPACE, serviceName: "pybox" });
+
+/** Records a run's outcome and its time in the kernel. */
+export function recordRun(result: Pick<RunResult, "status" | "durationMs">): void {
+  const name = { ok: METRIC.runsOk, error: METRIC.runsError, timeout: METRIC.runsTimeout }[result.status];
+  metrics.addMetric(name, MetricUnit.Count, 1);
+  metrics.addMetric(METRIC.runDuration, MetricUnit.Milliseconds, result.durationMs);
+}
+
+/** Records a count (a kernel started, revived, reaped, …). */
+export function count(name: (typeof METRIC)[keyof typeof METRIC], value = 1): void {
+  metrics.addMetric(name, MetricUnit.Count, value);
+}
+
+/** Records a time in milliseconds. */
+export function duration(name: (typeof METRIC)[keyof typeof METRIC], ms: number): void {
+  metrics.addMetric(name, MetricUnit.Milliseconds, Math.max(0, Math.round(ms)));
+}
+
+/**
+ * middy middleware that writes the invocation's metrics at its end, when it recorded any (no
+ * "nothing to publish" warning for calls that recorded none). With `enabled` false (`npm start`,
+ * tests: `PYBOX_METRICS`) they are dropped instead, so a console is not flooded with EMF lines.
+ */
+export function publishMetrics(enabled: boolean): MiddlewareObj {
+  const flush = async () => {
+    if (!metrics.hasStoredMetrics()) return;
+    if (enabled) metrics.publishStoredMetrics();
+    else metrics.clearMetrics();
+  };
+  return { after: flush, onError: flush };
+}
