@@ -19,7 +19,7 @@ import type { KernelRecord, KernelStore } from "../store/kernel-store.ts";
 import { type FileHelper, recordRoot, sweepUploads } from "./file-helpers.ts";
 import { mergeKernelEnv } from "./kernel-env.ts";
 import { LeaseWaiters } from "./lease-waiters.ts";
-import type { WarmPool } from "./warm-pool.ts";
+import type { TakenKernel, WarmPool } from "./warm-pool.ts";
 
 /** The limits and waits the service applies: exactly these parts of `Config`. */
 export type SandboxSettings = Pick<
@@ -283,7 +283,7 @@ export class KernelAccess {
     restarted: boolean,
   ): Promise<KernelView | undefined> {
     let ref: KernelRef;
-    let pooled: KernelRef | undefined;
+    let pooled: TakenKernel | undefined;
     const start = {
       owner: record.owner,
       kernelId: record.kernelId,
@@ -295,7 +295,7 @@ export class KernelAccess {
         logger.warn("warm pool unavailable; starting cold", { error: error as Error });
         return undefined;
       });
-      ref = pooled ?? (await this.backend.start(start));
+      ref = pooled?.ref ?? (await this.backend.start(start));
       count(pooled ? METRIC.kernelStartsPooled : METRIC.kernelStartsCold);
     } catch (error) {
       await this.store.delete(record).catch((cause) => logger.warn("start not abandoned", { cause }));
@@ -308,7 +308,10 @@ export class KernelAccess {
         ...(request.cwd === undefined ? {} : { cwd: request.cwd }),
         ...(request.env === undefined ? {} : { env: request.env }),
       };
-      const done = await this.store.complete(record, ref, spec);
+      const completing = this.store.complete(record, ref, spec);
+      completing.catch(() => undefined);
+      await pooled?.refilled;
+      const done = await completing;
       this.remember(done, ref);
       return toView(done, restarted);
     } catch (error) {

@@ -22,6 +22,15 @@ const SET_UP_TIMEOUT_MS = 5_000;
 /** Pooled kernels one start tries before it starts cold: each failed one was dead or broken. */
 const ADOPTION_ATTEMPTS = 3;
 
+/**
+ * A pooled kernel handed to a start, and the refill it asked for: the start awaits `refilled`
+ * before it answers (a frozen Lambda sends nothing), while it records the kernel meanwhile.
+ */
+export interface TakenKernel {
+  ref: KernelRef;
+  refilled: Promise<void>;
+}
+
 /** What one pass of the reaper did to the pool. */
 export interface PoolReport {
   /** Pooled kernels stopped: too old, dead, or more than the pool's size. */
@@ -53,8 +62,9 @@ export class WarmPool {
   /**
    * A pooled kernel made this start's, or undefined for a cold start: the pool is off or empty, or
    * the start asks for what only a process start gives (`callerEnv` names the caller's own variables).
+   * A claim, taken or not, asks for a refill.
    */
-  async take(spec: StartSpec, callerEnv: Record<string, string> = {}): Promise<KernelRef | undefined> {
+  async take(spec: StartSpec, callerEnv: Record<string, string> = {}): Promise<TakenKernel | undefined> {
     const pooling = this.backend.pooling;
     if (!pooling || !this.enabled) return undefined;
     const startOnly = startOnlyVariable(callerEnv);
@@ -63,38 +73,40 @@ export class WarmPool {
       logger.info("start bypasses the warm pool", { reason: refusal });
       return undefined;
     }
-    let refilled: Promise<void> | undefined;
     // The operator's variables are the pooled kernel's already; only the caller's are new to it.
     const env = Object.fromEntries(
       Object.entries(callerEnv).filter(([name]) => !(name in this.settings.operatorEnv)),
     );
-    try {
-      for (let attempt = 0; attempt < ADOPTION_ATTEMPTS; attempt++) {
-        const item = await this.pools.claim(pooling.key);
-        // Asked for after the claim, so the refill counts the pool without this kernel; sent while
-        // the kernel is handed over, and awaited before the start answers (a frozen Lambda sends nothing).
-        refilled ??= this.refill().catch((error: unknown) =>
-          logger.warn("warm pool refill not requested; the reaper tops it up", { error: error as Error }),
-        );
-        if (!item) {
-          count(METRIC.warmPoolEmpty);
-          return undefined;
-        }
-        const ref = this.readableRef(item);
-        if (!ref) continue;
-        try {
-          const adopted = await pooling.adopt(ref, { ...spec, env });
-          logger.info("kernel taken from the warm pool", { ageMs: Date.now() - item.startedAt });
-          return adopted;
-        } catch (error) {
-          logger.warn("a pooled kernel could not be handed over; stopping it", { error: error as Error });
-          await this.stopQuietly(ref);
-        }
+    for (let attempt = 0; attempt < ADOPTION_ATTEMPTS; attempt++) {
+      const item = await this.pools.claim(pooling.key);
+      if (!item) {
+        count(METRIC.warmPoolEmpty);
+        break;
       }
-      return undefined;
-    } finally {
-      await refilled;
+      const ref = this.readableRef(item);
+      if (!ref) continue;
+      try {
+        const adopted = await pooling.adopt(ref, { ...spec, env });
+        logger.info("kernel taken from the warm pool", { ageMs: Date.now() - item.startedAt });
+        return { ref: adopted, refilled: this.requestRefill() };
+      } catch (error) {
+        logger.warn("a pooled kernel could not be handed over; stopping it", { error: error as Error });
+        await this.stopQuietly(ref);
+      }
     }
+    await this.requestRefill();
+    return undefined;
+  }
+
+  /**
+   * Asks for a refill, after the claim (so it counts the pool without the claimed kernel) and after
+   * the hand-over (so the refill's kernel start does not compete with it on the same peer). Never
+   * fails: the reaper tops the pool up too.
+   */
+  private requestRefill(): Promise<void> {
+    return this.refill().catch((error: unknown) =>
+      logger.warn("warm pool refill not requested; the reaper tops it up", { error: error as Error }),
+    );
   }
 
   /** Starts kernels until the pool holds its size; returns how many were started. */
