@@ -61,6 +61,8 @@ interface StackFunctionSpec {
 function specs(settings: Settings): Record<FunctionName, StackFunctionSpec> {
   const timeouts: Record<Trigger, Duration> = {
     http: HTTP_FUNCTION_TIMEOUT,
+    // A streamed run has a plain run's limits (the same sync run timeout), so the same time.
+    url: HTTP_FUNCTION_TIMEOUT,
     queue: Duration.minutes(settings.consumerTimeoutMinutes),
     schedule: REAPER_TIMEOUT,
   };

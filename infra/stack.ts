@@ -1,5 +1,6 @@
 import { CfnOutput, CfnParameter, Duration, Stack, type StackProps } from "aws-cdk-lib";
 import { CfnAccessEntry } from "aws-cdk-lib/aws-eks";
+import { type FunctionUrl, FunctionUrlAuthType, InvokeMode } from "aws-cdk-lib/aws-lambda";
 import type { Construct } from "constructs";
 import { FUNCTION_NAMES, FUNCTIONS, KERNEL_STARTERS } from "../lib/functions.ts";
 import { KernelApi } from "./api.ts";
@@ -26,6 +27,8 @@ export class PyboxStack extends Stack {
   readonly backendSecret: BackendSecret | undefined;
   readonly functions: KernelFunctions;
   readonly runQueue: RunQueue;
+  /** The Function URL of streamed runs (`POST /kernels/{kernelId}/run` with `Accept: text/event-stream`). */
+  readonly streamUrl: FunctionUrl;
   /** The alarms, their optional topic, and the dashboard. */
   readonly monitoring: Monitoring;
   readonly api: KernelApi;
@@ -55,6 +58,11 @@ export class PyboxStack extends Stack {
       for (const name of KERNEL_STARTERS) this.runQueue.bindProducer(fns[name]);
     }
 
+    // HTTP APIs cannot stream: streamed runs go to their own function, behind an IAM Function URL.
+    this.streamUrl = fns.stream.function.addFunctionUrl({
+      authType: FunctionUrlAuthType.AWS_IAM,
+      invokeMode: InvokeMode.RESPONSE_STREAM,
+    });
     this.api = new KernelApi(this, "Http", {
       functionOf: (name) => fns[name].function,
       authorizer: settings.authorizer,
@@ -95,6 +103,11 @@ export class PyboxStack extends Stack {
     new CfnOutput(this, "DeadLetterQueueUrl", {
       value: this.runQueue.deadLetters.queueUrl,
       description: "Queued runs that could not be run",
+    });
+    new CfnOutput(this, "StreamUrl", {
+      value: this.streamUrl.url,
+      description:
+        "Streamed runs: POST <url>kernels/{kernelId}/run with Accept: text/event-stream, SigV4-signed for lambda",
     });
     new CfnOutput(this, "DashboardName", {
       value: this.monitoring.dashboard.dashboardName,

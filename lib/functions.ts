@@ -3,13 +3,14 @@ import { ROUTES, type RouteFunction, routesOf } from "./http/routes.ts";
 
 /**
  * The function list, written once: the functions the catalogue's routes name (one may serve
- * several routes, as `files` does), plus the two that no
- * route reaches (the queue consumer and the scheduled reaper). The CDK stack makes one Lambda
+ * several routes, as `files` does), plus the three that no
+ * route of the HTTP API reaches (the streaming run behind a Function URL, the queue consumer and
+ * the scheduled reaper). The CDK stack makes one Lambda
  * function per entry and the bundle bench bundles each; every entry's code is `functions/<name>.ts`.
  */
 
 /** How a function is invoked, which fixes its time limit in the stack. */
-export type Trigger = "http" | "queue" | "schedule";
+export type Trigger = "http" | "url" | "queue" | "schedule";
 
 /** What the stack needs to know of one function. */
 export interface FunctionSpec {
@@ -21,8 +22,15 @@ export interface FunctionSpec {
   runtime: RuntimeKind;
 }
 
-/** The functions behind no route. */
+/** The functions behind no route of the HTTP API. */
 const WORKERS = {
+  stream: {
+    description:
+      "POST /kernels/{kernelId}/run as Server-Sent Events, behind a Function URL (HTTP APIs cannot stream)",
+    trigger: "url",
+    table: "read-write",
+    runtime: "kernels",
+  },
   queue: {
     description: "Run queue consumer: executes queued runs",
     trigger: "queue",

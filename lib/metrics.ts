@@ -61,10 +61,13 @@ export function duration(name: (typeof METRIC)[keyof typeof METRIC], ms: number)
  * tests: `PYBOX_METRICS`) they are dropped instead, so a console is not flooded with EMF lines.
  */
 export function publishMetrics(enabled: boolean): MiddlewareObj {
-  const flush = async () => {
-    if (!metrics.hasStoredMetrics()) return;
-    if (enabled) metrics.publishStoredMetrics();
-    else metrics.clearMetrics();
-  };
+  const flush = async () => flushMetrics(enabled);
   return { after: flush, onError: flush };
+}
+
+/** Writes (or, disabled, drops) what the invocation recorded; nothing when it recorded nothing. */
+export function flushMetrics(enabled: boolean): void {
+  if (!metrics.hasStoredMetrics()) return;
+  if (enabled) metrics.publishStoredMetrics();
+  else metrics.clearMetrics();
 }

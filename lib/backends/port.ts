@@ -1,4 +1,5 @@
 import type * as z from "zod";
+import type { OutputEvent } from "../core/run-events.ts";
 import type { RunResult } from "../core/run-result.ts";
 
 /** The backends the product can run kernels on. */
@@ -36,6 +37,8 @@ export interface RunOptions {
    * service overlap its DynamoDB lease with the connection handshake.
    */
   admitted?: Promise<unknown>;
+  /** Told each output as the kernel produces it, within the run's caps (a streamed run). */
+  onOutput?: (event: OutputEvent) => void;
 }
 
 /**

@@ -1,7 +1,8 @@
 import { join } from "node:path";
-import type { Config } from "../config.ts";
+import { type Config, HTTP_INVOCATION_TIMEOUT_MS } from "../config.ts";
 import { type HttpLambda, httpFunctionOf } from "../http/handler.ts";
 import { ROUTES, type RouteFunction } from "../http/routes.ts";
+import { type EventSink, type StreamRequest, streamRun } from "../http/run-stream.ts";
 import { logger } from "../logger.ts";
 import { runtimeConsumer } from "../queue/consumer.ts";
 import { createRuntime, type Runtime } from "../runtime.ts";
@@ -46,12 +47,16 @@ export async function startLocalStack(config: Config): Promise<LocalStack> {
   const reap = reaperHandler(runtime);
   const { sandbox, runs } = runtime;
   const recovered = { ...(await sandbox.recover()), abandonedRuns: await runs.abandonUnfinished() };
-  const server = await startDevServer(handlers, { port: config.port }).catch(async (error: unknown) => {
-    // Nothing is served: leave the recovered kernels running for the next start, close the rest.
-    await queue.close();
-    await dynamo.close();
-    throw error;
-  });
+  const stream = (request: StreamRequest, sink: EventSink) =>
+    streamRun(sandbox, runtime.config, request, sink, Date.now() + HTTP_INVOCATION_TIMEOUT_MS);
+  const server = await startDevServer(handlers, { port: config.port, stream }).catch(
+    async (error: unknown) => {
+      // Nothing is served: leave the recovered kernels running for the next start, close the rest.
+      await queue.close();
+      await dynamo.close();
+      throw error;
+    },
+  );
   // The pool fills while the server already answers: a start before it is warm starts cold.
   const warmed = sandbox.refillPool().catch((error: unknown) => {
     logger.warn("warm pool not filled", { error: error as Error });

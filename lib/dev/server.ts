@@ -18,6 +18,7 @@ import type { HttpLambda } from "../http/handler.ts";
 import { openApiDocument } from "../http/openapi.ts";
 import { json } from "../http/responses.ts";
 import { ROUTES, type Route, type RouteFunction } from "../http/routes.ts";
+import { type EventSink, type StreamRequest, wantsEventStream } from "../http/run-stream.ts";
 import { lambdaContext } from "./lambda-context.ts";
 
 /** Where the dev server serves the API's OpenAPI document (not a route of the deployed API). */
@@ -27,12 +28,16 @@ const OPENAPI_PATH = "/openapi.json";
 const MAX_REQUEST_BYTES = 10 * 1024 * 1024;
 
 interface CompiledRoute {
+  operationId: Route["operationId"];
   method: string;
   routeKey: string;
   pattern: RegExp;
   names: string[];
   function: RouteFunction;
 }
+
+/** How the dev server answers a run asked for as Server-Sent Events (see `lib/http/run-stream.ts`). */
+export type StreamHandler = (request: StreamRequest, sink: EventSink) => Promise<void>;
 
 /** A running local API. */
 export interface DevServer {
@@ -49,12 +54,12 @@ export interface DevServer {
  */
 export async function startDevServer(
   handlers: Record<RouteFunction, HttpLambda>,
-  options: { port: number; host?: string },
+  options: { port: number; host?: string; stream?: StreamHandler },
 ): Promise<DevServer> {
   const routes = ROUTES.map(compile);
   const inFlight = new Set<Promise<void>>();
   const server: Server = createServer((req, res) => {
-    const handling = serve(req, res, routes, handlers).catch((error: unknown) =>
+    const handling = serve(req, res, routes, handlers, options.stream).catch((error: unknown) =>
       send(res, errorResponse(error)),
     );
     inFlight.add(handling);
@@ -89,6 +94,7 @@ async function serve(
   res: ServerResponse,
   routes: CompiledRoute[],
   handlers: Record<RouteFunction, HttpLambda>,
+  stream: StreamHandler | undefined,
 ): Promise<void> {
   const url = new URL(req.url ?? "/", "http://localhost");
   // The path as sent, not as WHATWG URL normalises it (`..` and `%2e%2e` folded away): API
@@ -112,11 +118,36 @@ async function serve(
   }
   const body = await readBody(req);
   const event = toEvent(req, url, rawPath, hit.route, pathParameters(hit.route, hit.match), body);
+  if (stream && hit.route.operationId === "run" && wantsEventStream(event.headers)) {
+    await stream(event, responseSink(res));
+    return;
+  }
   const response = await handlers[hit.route.function](
     event,
     lambdaContext(hit.route.function, HTTP_INVOCATION_TIMEOUT_MS),
   );
   send(res, response);
+}
+
+/** A streamed run's Node response as the sink it writes to; `gone` when the client hangs up first. */
+function responseSink(res: ServerResponse): EventSink {
+  const hangUp = new AbortController();
+  res.once("close", () => {
+    if (!res.writableFinished) hangUp.abort();
+  });
+  return {
+    head: (status, headers) => {
+      res.writeHead(status, headers);
+      res.flushHeaders();
+    },
+    write: (chunk) => {
+      res.write(chunk);
+    },
+    end: () => {
+      res.end();
+    },
+    gone: hangUp.signal,
+  };
 }
 
 function toEvent(
@@ -197,6 +228,7 @@ function compile(route: Route): CompiledRoute {
     return greedy ? "(.+)" : "([^/]+)";
   });
   return {
+    operationId: route.operationId,
     method: route.method,
     routeKey: `${route.method} ${route.path}`,
     pattern: new RegExp(`^${source}/?$`),

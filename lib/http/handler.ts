@@ -118,11 +118,24 @@ export function httpFunctionOf<F extends RouteFunction>(name: F, runtime: Runtim
   };
 }
 
+/** A JSON body checked with `schema` (an absent body as `{}`), at most `maxBytes` before parsing. */
+export function jsonBodyOf<S extends z.ZodType>(
+  event: Pick<APIGatewayProxyEventV2, "body" | "isBase64Encoded">,
+  schema: S,
+  maxBytes: number,
+): z.infer<S> {
+  const raw = readJsonBody(event, maxBytes);
+  return validate(schema, raw === NO_BODY ? {} : raw, "body");
+}
+
 /**
  * Bodies are JSON whatever their content-type says: a plain `curl -d` (form-encoded by default)
  * must work, and a body that is not JSON is a 400 either way.
  */
-function readJsonBody(event: APIGatewayProxyEventV2, maxBytes: number): unknown {
+function readJsonBody(
+  event: Pick<APIGatewayProxyEventV2, "body" | "isBase64Encoded">,
+  maxBytes: number,
+): unknown {
   if (event.body === undefined || event.body === "") return NO_BODY;
   const text = event.isBase64Encoded ? Buffer.from(event.body, "base64").toString("utf8") : event.body;
   if (Buffer.byteLength(text, "utf8") > maxBytes) {
@@ -149,7 +162,8 @@ function readBinaryBody(event: APIGatewayProxyEventV2, maxBytes: number): Buffer
   return bytes;
 }
 
-function validate<S extends z.ZodType>(
+/** Checks one part of a request with its schema; a mismatch is a 400 naming each issue's place. */
+export function validate<S extends z.ZodType>(
   schema: S,
   value: unknown,
   where: "path" | "body" | "query",

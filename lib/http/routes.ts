@@ -43,10 +43,10 @@ const FILE_HEADERS = {
 } as const;
 
 /** JSON escaping can double the code's size; anything beyond that is refused before parsing. */
-const codeBody = (config: Config) => config.run.maxCodeBytes * 2 + 1_024;
+export const codeBody = (config: Pick<Config, "run">) => config.run.maxCodeBytes * 2 + 1_024;
 
 /** The epoch ms by which this invocation must have answered. */
-const deadlineOf = (context: Context) => Date.now() + context.getRemainingTimeInMillis();
+export const deadlineOf = (context: Context) => Date.now() + context.getRemainingTimeInMillis();
 
 /** Every route, keyed by its operation id (the OpenAPI document's, and what links name). */
 export const ROUTE_CATALOGUE = {

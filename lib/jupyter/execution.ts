@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import * as z from "zod";
 import { deferred } from "../async.ts";
+import type { OutputEvent } from "../core/run-events.ts";
 import { MimeBundleSchema, type RunResult } from "../core/run-result.ts";
 import {
   BackendError,
@@ -12,7 +13,7 @@ import {
 } from "../errors.ts";
 import { artifactsOf } from "./artifacts.ts";
 import { createMessage, executeContent, type JupyterMessage } from "./messages.ts";
-import { RunCollector, stripAnsi } from "./run-collector.ts";
+import { asBundle, RunCollector, stripAnsi, toRunError } from "./run-collector.ts";
 import type { ExecuteRequestContent, KernelTransport } from "./transport.ts";
 
 /*
@@ -37,6 +38,8 @@ export interface ExecutionOptions {
   signal?: AbortSignal;
   /** The code is sent only once this resolves (see `RunOptions.admitted`); getting ready need not wait. */
   admitted?: Promise<unknown>;
+  /** Told each output as it arrives, within the same caps as the result (see {@link outputObserver}). */
+  onOutput?: (event: OutputEvent) => void;
 }
 
 /** A run of the caller's code. */
@@ -103,7 +106,8 @@ export async function runCode(
   options: RunCodeOptions,
 ): Promise<RunOutcome> {
   const content = { ...executeContent(code), user_expressions: options.userExpressions ?? {} };
-  const { result, reply } = await exchange(transport, content, options);
+  const observe = options.onOutput && outputObserver(options.onOutput, options);
+  const { result, reply } = await exchange(transport, content, options, observe);
   return { result: { ...result, ...artifactsOf(reply) }, expressions: expressionsOf(reply) };
 }
 
@@ -319,4 +323,59 @@ function expressionsOf(reply: JupyterMessage | undefined): Record<string, Expres
 
 function elapsed(started: number): number {
   return Math.round(performance.now() - started);
+}
+
+/**
+ * Turns a run's iopub messages into output events as they arrive. The caps are the result's: a
+ * stream chunk or bundle over the entry cap is cut (its `text/plain` kept) or left out, and once
+ * the run's total is spent no more output is told (the final result says `truncated`). An error is
+ * always told.
+ */
+export function outputObserver(
+  tell: (event: OutputEvent) => void,
+  limits: Pick<ExecutionOptions, "maxOutputBytes" | "maxOutputEntryBytes">,
+): (message: JupyterMessage) => void {
+  let spent = 0;
+  const fits = (bytes: number) =>
+    bytes <= limits.maxOutputEntryBytes && spent + bytes <= limits.maxOutputBytes;
+  return (message) => {
+    const content = message.content;
+    switch (message.header.msg_type) {
+      case "stream": {
+        const room = Math.min(limits.maxOutputEntryBytes, limits.maxOutputBytes - spent);
+        const text = cutToBytes(stripAnsi(String(content.text ?? "")), Math.max(0, room));
+        if (text === "") return;
+        spent += Buffer.byteLength(text);
+        tell({ event: "stream", name: String(content.name ?? "stdout"), text });
+        return;
+      }
+      case "display_data":
+      case "execute_result": {
+        const event = message.header.msg_type === "display_data" ? "display" : "result";
+        let data = asBundle(content.data);
+        let bytes = Buffer.byteLength(JSON.stringify(data));
+        if (!fits(bytes) && typeof data["text/plain"] === "string") {
+          data = { "text/plain": data["text/plain"] };
+          bytes = Buffer.byteLength(JSON.stringify(data));
+        }
+        if (!fits(bytes)) return;
+        spent += bytes;
+        tell({ event, data });
+        return;
+      }
+      case "error":
+        tell({ event: "error", error: toRunError(content) });
+        return;
+      default:
+        return;
+    }
+  };
+}
+
+/** The longest start of `text` within `bytes` UTF-8 bytes, never splitting a character. */
+function cutToBytes(text: string, bytes: number): string {
+  if (Buffer.byteLength(text) <= bytes) return text;
+  let end = Math.min(text.length, bytes);
+  while (end > 0 && Buffer.byteLength(text.slice(0, end)) > bytes) end--;
+  return text.slice(0, end);
 }

@@ -296,7 +296,8 @@ function timeoutError(timeoutMs: number, interrupted: RunError | null): RunError
   };
 }
 
-function asBundle(data: unknown): MimeBundle {
+/** A message's `data` as a MIME bundle (anything else as an empty one). */
+export function asBundle(data: unknown): MimeBundle {
   return data !== null && typeof data === "object" && !Array.isArray(data) ? { ...(data as MimeBundle) } : {};
 }
 
@@ -307,7 +308,8 @@ function displayIdOf(content: Record<string, unknown>): string | undefined {
   return typeof id === "string" ? id : undefined;
 }
 
-function toRunError(content: Record<string, unknown>): RunError {
+/** An `error` message's content (or an error reply's) as the RunResult's error, ANSI stripped. */
+export function toRunError(content: Record<string, unknown>): RunError {
   const traceback = Array.isArray(content.traceback)
     ? content.traceback.map((line) => stripAnsi(String(line)))
     : [];

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { KernelView, StartRequest } from "../core/kernel.ts";
 import { CapacityError, ConditionFailedError, KernelStartingError } from "../errors.ts";
+import { logger } from "../logger.ts";
 import type { KernelRecord } from "../store/kernel-store.ts";
 import type { HostTenancy } from "./host-tenancy.ts";
 import { DEADLINE_RESERVE_MS, type KernelAccess, notFound, toView } from "./kernel-access.ts";
@@ -73,6 +74,22 @@ export class KernelLifecycle {
       return toView({ ...record, state: "dead" });
     }
     return toView(record);
+  }
+
+  /**
+   * Interrupts what the caller's kernel is running, without its lease (the run holding it ends with
+   * the interrupt and gives it back): a streamed run whose client hung up. A kernel that is not
+   * there, or cannot be reached, is left as it is.
+   */
+  async interrupt(owner: string, kernelId: string): Promise<void> {
+    const record = await this.kernels.store.get(owner, kernelId).catch(() => undefined);
+    const ref = record?.state === "ready" ? this.kernels.readableRef(record) : undefined;
+    if (!ref) return;
+    await this.kernels.backend
+      .interrupt(ref)
+      .catch((error: unknown) =>
+        logger.warn("could not interrupt the kernel", { kernelId, error: error as Error }),
+      );
   }
 
   /**

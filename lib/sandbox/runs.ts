@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { KernelRef } from "../backends/port.ts";
+import type { OutputEvent } from "../core/run-events.ts";
 import type { RunResult } from "../core/run-result.ts";
 import {
   ConditionFailedError,
@@ -28,6 +29,8 @@ export interface RunLimits {
   maxOutputBytes?: number;
   /** How long to wait for a kernel another run holds, instead of the configured wait. */
   busyWaitMs?: number;
+  /** Told each output as the kernel produces it (a streamed run). */
+  onOutput?: (event: OutputEvent) => void;
 }
 
 /**
@@ -85,6 +88,7 @@ export class KernelRuns {
         maxOutputBytes,
         // A tighter total (a queued run's stored result) tightens the entry cap with it.
         maxOutputEntryBytes: Math.min(run.maxOutputEntryBytes, maxOutputBytes),
+        ...(limits.onOutput ? { onOutput: limits.onOutput } : {}),
       };
     };
     const { backend, store } = this.kernels;

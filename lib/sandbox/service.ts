@@ -87,6 +87,11 @@ export class SandboxService {
     return result;
   }
 
+  /** Interrupts the caller's kernel outside any run's lease (see {@link KernelLifecycle.interrupt}). */
+  interrupt(owner: string, kernelId: string): Promise<void> {
+    return this.lifecycle.interrupt(owner, kernelId);
+  }
+
   /** Idempotent stop (see {@link KernelLifecycle.stop}). */
   stop(owner: string, kernelId: string): Promise<void> {
     return this.lifecycle.stop(owner, kernelId);

@@ -17,7 +17,7 @@ import {
 } from "./harness.ts";
 
 /** The functions that start, run, check or stop kernels or move their files, and so speak ZeroMQ to the pods. */
-const ZEROMQ_FUNCTIONS = ["start", "get", "stop", "run", "files", "queue", "reaper"] as const;
+const ZEROMQ_FUNCTIONS = ["start", "get", "stop", "run", "files", "stream", "queue", "reaper"] as const;
 
 describe("PyboxStack (cluster backend, EKS, VPC, x86_64)", () => {
   let s: Synthesized;

@@ -52,6 +52,24 @@ describe("PyboxStack (gateway backend, defaults)", () => {
     });
   });
 
+  describe("streamed runs", () => {
+    it("are served by the stream function behind a response-streaming Function URL with IAM auth", () => {
+      s.template.resourceCountIs("AWS::Lambda::Url", 1);
+      s.template.hasResourceProperties("AWS::Lambda::Url", {
+        AuthType: "AWS_IAM",
+        InvokeMode: "RESPONSE_STREAM",
+        TargetFunctionArn: { "Fn::GetAtt": [s.functionId("stream"), "Arn"] },
+      });
+      s.template.hasOutput("StreamUrl", Match.anyValue());
+      // A plain run's limits: the same function timeout as the HTTP functions, the same run caps.
+      assert.equal(s.functionProps("stream").Timeout, s.functionProps("run").Timeout);
+      assert.equal(
+        loadConfig(resolvedEnvironment(s, "stream")).run.maxTimeoutMs,
+        loadConfig(resolvedEnvironment(s, "run")).run.maxTimeoutMs,
+      );
+    });
+  });
+
   describe("HTTP API", () => {
     it("is an HTTP API with a throttled, access-logged default stage", () => {
       s.template.hasResourceProperties("AWS::ApiGatewayV2::Api", { ProtocolType: "HTTP" });
