@@ -1,6 +1,35 @@
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
+import { PyboxClient, PyboxError } from "../../clients/typescript/src/index.ts";
+import { CLIENT_ENV } from "../../lib/dev/python-env.ts";
 import { type LocalApi, startLocalApi } from "../support/local-api.ts";
+
+/** Streams with the Python client, sync and async, and hangs up early once; prints what it saw. */
+const PYTHON_STREAM = `
+import asyncio, json, sys
+from pybox_serverless import AsyncServerlessPyBoxManager, ServerlessPyBoxManager
+url = sys.argv[1]
+code = "import time\\nfor i in range(3):\\n    print(i, flush=True)\\n    time.sleep(0.3)\\n1+1"
+endless = "import time\\nfor i in range(100):\\n    print(i, flush=True)\\n    time.sleep(0.3)"
+out = {}
+with ServerlessPyBoxManager(url, mirror=False) as manager:
+    box = manager.start("py-sync")
+    out["sync"] = [[e.event, e.data.get("text")] for e in box.stream(code)]
+    out["syncResult"] = box.last_result.data
+    for event in box.stream(endless):
+        break
+    out["afterHangUp"] = box.run("'free again'").data
+async def main():
+    manager = AsyncServerlessPyBoxManager(url, mirror=False)
+    box = await manager.start("py-async")
+    out["async"] = [[e.event, e.data.get("text")] async for e in box.stream(code)]
+    await manager.aclose()
+asyncio.run(main())
+print(json.dumps(out))
+`;
 
 /** One Server-Sent Event as it arrived: its name, its data, and the read it came in. */
 interface Arrived {
@@ -117,6 +146,61 @@ describe("streamed runs: Server-Sent Events through npm start", { timeout: 300_0
     assert.equal(answer.status, 404);
     assert.match(answer.contentType ?? "", /json/);
     assert.deepEqual(JSON.parse(answer.text), { error: { code: "NOT_FOUND", message: "no kernel 's'" } });
+  });
+
+  it("streams to the Python client's box.stream, sync and async, and an early break frees the kernel", async () => {
+    const { stdout } = await promisify(execFile)(
+      join(CLIENT_ENV.dir, "bin", "python"),
+      ["-c", PYTHON_STREAM, server.api.baseUrl],
+      { timeout: 120_000 },
+    );
+
+    const seen = JSON.parse(stdout.trim().split("\n").at(-1) ?? "{}") as Record<string, unknown>;
+    const expected = [
+      ["stream", "0\n"],
+      ["stream", "1\n"],
+      ["stream", "2\n"],
+      ["result", null],
+      ["done", null],
+    ];
+    assert.deepEqual(seen.sync, expected);
+    assert.deepEqual(seen.async, expected);
+    assert.deepEqual(seen.syncResult, [{ "text/plain": "0\n1\n2\n" }, { "text/plain": "2" }]);
+    assert.deepEqual(seen.afterHangUp, [{ "text/plain": "'free again'" }]);
+  });
+
+  it("streams to the TypeScript client as an async iterator; breaking out hangs up and frees the kernel", async () => {
+    const client = new PyboxClient({ baseUrl: server.api.baseUrl });
+    const seen: string[] = [];
+    for await (const event of client.stream(
+      "s",
+      "import time\nfor i in range(2):\n    print(i, flush=True)\n    time.sleep(0.3)",
+    )) {
+      seen.push(event.event === "stream" ? `stream ${event.text.trim()}` : event.event);
+      if (event.event === "done") assert.equal(event.result.status, "ok");
+    }
+    assert.deepEqual(seen, ["stream 0", "stream 1", "done"]);
+
+    for await (const event of client.stream(
+      "s",
+      "import time\nfor j in range(100):\n    print(j, flush=True)\n    time.sleep(0.3)",
+    )) {
+      assert.equal(event.event, "stream");
+      break;
+    }
+    assert.equal((await client.run("s", "'free again'")).data[0]?.["text/plain"], "'free again'");
+    assert.ok(Number(await server.api.eval("s", "j")) < 99);
+
+    const refused = await (async () => {
+      for await (const _ of new PyboxClient({ baseUrl: server.api.baseUrl, token: "mallory" }).stream(
+        "s",
+        "1",
+      )) {
+        // never reached: the kernel is another caller's
+      }
+    })().catch((error: unknown) => error);
+    assert.ok(refused instanceof PyboxError);
+    assert.equal(refused.status, 404);
   });
 
   it("interrupts the run of a client that hangs up, so the kernel's next run goes ahead", async () => {

@@ -30,7 +30,8 @@ const EXECUTE_API_HOST = /^[a-z0-9]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(
  * show as a 403 later.
  */
 export function signingRegion(baseUrl: string, region?: string): string {
-  const fromHost = EXECUTE_API_HOST.exec(new URL(baseUrl).hostname)?.[1];
+  const host = new URL(baseUrl).hostname;
+  const fromHost = EXECUTE_API_HOST.exec(host)?.[1] ?? FUNCTION_URL_HOST.exec(host)?.[1];
   const found = region ?? fromHost ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
   if (!found) {
     throw new Error("auth: 'sigv4' needs a region: the region option, an execute-api URL or AWS_REGION");
@@ -38,15 +39,24 @@ export function signingRegion(baseUrl: string, region?: string): string {
   return found;
 }
 
+/** A Lambda Function URL's host (the stack's `StreamUrl`), whose requests are signed for `lambda`. */
+export const FUNCTION_URL_HOST = /^[a-z0-9]+\.lambda-url\.([a-z0-9-]+)\.on\.aws$/;
+
 /**
- * Signs every request for `execute-api` (the IAM-authorized deployment). The signature covers the
+ * Signs every request for `execute-api` (the IAM-authorized deployment), or `lambda` for the
+ * streaming Function URL. The signature covers the
  * method, the URL as sent (path and query), every header fetch is given (host included) and the
  * SHA-256 of the exact body bytes, sent as `x-amz-content-sha256`. Each attempt of a retried
  * request is signed afresh, so its `x-amz-date` stays current.
  */
-export function sigv4Auth(options: { region: string; credentials?: AwsCredentials }): Middleware {
+export function sigv4Auth(options: {
+  region: string;
+  credentials?: AwsCredentials;
+  /** `execute-api` (the HTTP API, the default) or `lambda` (the streaming Function URL). */
+  service?: "execute-api" | "lambda";
+}): Middleware {
   const signer = new SignatureV4({
-    service: "execute-api",
+    service: options.service ?? "execute-api",
     region: options.region,
     credentials: options.credentials ?? fromNodeProviderChain(),
     sha256: Sha256,

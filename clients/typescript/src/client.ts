@@ -1,5 +1,12 @@
 import createClient, { type Client, type PathSerializer } from "openapi-fetch";
-import { type AwsCredentials, bearerAuth, signingRegion, sigv4Auth, type TokenSource } from "./auth.ts";
+import {
+  type AwsCredentials,
+  bearerAuth,
+  FUNCTION_URL_HOST,
+  signingRegion,
+  sigv4Auth,
+  type TokenSource,
+} from "./auth.ts";
 import {
   errorFromResponse,
   isFinalRefusal,
@@ -29,6 +36,7 @@ import type {
   FileInfo,
   FileListing,
   KernelView,
+  RunEvent,
   RunResult,
   RunView,
   StartedKernel,
@@ -75,6 +83,11 @@ export interface PyboxClientOptions {
   retry?: Partial<RetryOptions>;
   /** Timeout of each request that is not a run, ms (default 60 s). */
   requestTimeoutMs?: number;
+  /**
+   * Where {@link PyboxClient.stream} goes: the stack's `StreamUrl` on AWS (a Function URL; with
+   * `auth: "sigv4"` signed for `lambda`); by default `baseUrl`, as `npm start` serves both.
+   */
+  streamUrl?: string;
   /**
    * Runs with a longer timeout than this go through the run queue. The service's limit (20 s) by
    * default; set it to a server's lower `PYBOX_MAX_RUN_TIMEOUT_MS`.
@@ -197,6 +210,7 @@ export class PyboxClient {
   /** The API root requests go to, without a trailing slash. */
   readonly baseUrl: string;
   private readonly api: Client<paths>;
+  private readonly streamApi: Client<paths>;
   private readonly retry: RetryOptions;
   private readonly requestTimeoutMs: number;
   private readonly syncRunLimitMs: number;
@@ -216,13 +230,25 @@ export class PyboxClient {
     this.syncRunLimitMs = wholeMs(options.syncRunLimitMs ?? SYNC_RUN_LIMIT_MS, "syncRunLimitMs");
     const send = options.fetch ?? ((request: Request) => globalThis.fetch(request));
     this.api = createClient<paths>({ baseUrl, fetch: send, pathSerializer });
-    if (options.token !== undefined) this.api.use(bearerAuth(options.token));
-    if (options.auth === "sigv4") {
-      const region = signingRegion(baseUrl, options.region);
-      this.api.use(
-        sigv4Auth(options.credentials ? { region, credentials: options.credentials } : { region }),
-      );
-    }
+    const streamUrl = (options.streamUrl ?? baseUrl).replace(/\/+$/, "");
+    this.streamApi =
+      streamUrl === baseUrl
+        ? this.api
+        : createClient<paths>({ baseUrl: streamUrl, fetch: send, pathSerializer });
+    const authenticate = (api: Client<paths>, url: string) => {
+      if (options.token !== undefined) api.use(bearerAuth(options.token));
+      if (options.auth === "sigv4") {
+        const region = signingRegion(url, options.region);
+        const service = FUNCTION_URL_HOST.test(new URL(url).hostname) ? "lambda" : "execute-api";
+        api.use(
+          sigv4Auth(
+            options.credentials ? { region, service, credentials: options.credentials } : { region, service },
+          ),
+        );
+      }
+    };
+    authenticate(this.api, baseUrl);
+    if (this.streamApi !== this.api) authenticate(this.streamApi, streamUrl);
   }
 
   /**
@@ -288,6 +314,34 @@ export class PyboxClient {
       { replaySafe: false, timeoutMs: (timeoutMs ?? this.syncRunLimitMs) + SYNC_HEADROOM_MS, signal },
     );
     return expect(data, "a run");
+  }
+
+  /**
+   * Runs code and yields its outputs as the kernel produces them (Server-Sent Events), then `done`
+   * with the whole RunResult. A streamed run has the synchronous route's limits (20 s) and is never
+   * sent twice. Leaving the loop early, or aborting `signal`, hangs up: the service interrupts the run.
+   */
+  async *stream(kernelId: string, code: string, options: RunOptions = {}): AsyncGenerator<RunEvent> {
+    const timeoutMs = options.timeoutMs === undefined ? undefined : wholeMs(options.timeoutMs, "timeoutMs");
+    const hangUp = new AbortController();
+    const onAbort = () => hangUp.abort(options.signal?.reason);
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      const { data, error, response } = await this.streamApi.POST("/kernels/{kernelId}/run", {
+        params: { path: { kernelId } },
+        body: timeoutMs === undefined ? { code } : { code, timeoutMs },
+        headers: { accept: "text/event-stream" },
+        parseAs: "stream",
+        signal: hangUp.signal,
+      });
+      if (!response.ok || !data) {
+        throw errorFromResponse(response, error, retryAfterMs(response.headers.get("retry-after")));
+      }
+      yield* runEvents(data);
+    } finally {
+      options.signal?.removeEventListener("abort", onAbort);
+      hangUp.abort();
+    }
   }
 
   /**
@@ -571,6 +625,37 @@ export class PyboxClient {
         (how.replaySafe || isServiceError(outcome.error));
       if (!refused || last) throw errorFromResponse(response, outcome.error, after);
       await sleep(retryDelayMs(this.retry, n, after), how.signal);
+    }
+  }
+}
+
+/** The events of a `text/event-stream` body, in the shapes of {@link RunEvent}; `failed` throws. */
+async function* runEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<RunEvent> {
+  const decoder = new TextDecoder();
+  let pending = "";
+  for await (const chunk of body) {
+    pending += decoder.decode(chunk, { stream: true });
+    for (let end = pending.indexOf("\n\n"); end >= 0; end = pending.indexOf("\n\n")) {
+      const block = pending.slice(0, end);
+      pending = pending.slice(end + 2);
+      const name = /^event: ?(.*)$/m.exec(block)?.[1] ?? "message";
+      const data = JSON.parse(
+        block
+          .split("\n")
+          .filter((line) => line.startsWith("data:"))
+          .map((line) => line.slice(5).replace(/^ /, ""))
+          .join("\n") || "null",
+      ) as Record<string, unknown>;
+      if (name === "failed") {
+        const failure = (data.error ?? {}) as { code?: string; message?: string };
+        throw new PyboxError(502, failure.code ?? "FAILED", failure.message ?? "the streamed run failed");
+      }
+      if (name === "done") yield { event: "done", result: data as RunResult };
+      else if (name === "error") yield { event: "error", error: data as NonNullable<RunResult["error"]> };
+      else if (name === "stream") yield { event: "stream", name: String(data.name), text: String(data.text) };
+      else if (name === "display" || name === "result") {
+        yield { event: name, data: (data.data ?? {}) as Record<string, unknown> };
+      }
     }
   }
 }

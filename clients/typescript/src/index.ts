@@ -39,6 +39,7 @@ export type {
   FileListing,
   KernelView,
   RunError,
+  RunEvent,
   RunResult,
   RunStatus,
   RunView,

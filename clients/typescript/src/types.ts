@@ -48,3 +48,13 @@ export type ErrorBody = Schemas["Error"];
 
 /** Every code the service itself may put in `{"error": {"code"}}`. */
 export type ServiceErrorCode = ErrorBody["error"]["code"];
+
+/**
+ * One event of a streamed run ({@link PyboxClient.stream}), in the RunResult's own shapes: each
+ * output as the kernel produced it, then `done` with the whole RunResult.
+ */
+export type RunEvent =
+  | { event: "stream"; name: string; text: string }
+  | { event: "display" | "result"; data: Record<string, unknown> }
+  | { event: "error"; error: NonNullable<RunResult["error"]> }
+  | { event: "done"; result: RunResult };

@@ -6,6 +6,7 @@ from tablegpt.tools import IPythonTool
 tool = IPythonTool(pybox_manager=AsyncServerlessPyBoxManager(url, token=token), cwd=workdir)
 """
 
+from ._events import RunEvent
 from ._models import Artifact, FileEntry, FileInfo, FileListing, Kernel, QueuedRun, RunError, RunResult
 from ._transport import BearerAuth, RetryPolicy, SigV4Auth
 from .errors import KernelNotFoundError, PyboxServiceError
@@ -32,6 +33,7 @@ __all__ = [
     "QueuedRun",
     "RetryPolicy",
     "RunError",
+    "RunEvent",
     "RunResult",
     "ServerlessPyBox",
     "ServerlessPyBoxManager",

@@ -103,11 +103,14 @@ class BearerAuth(httpx.Auth):
 
 
 _EXECUTE_API_HOST = re.compile(r"^[a-z0-9]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
+#: A Lambda Function URL (the stack's `StreamUrl`): signed for the `lambda` service.
+_FUNCTION_URL_HOST = re.compile(r"^[a-z0-9]+\.lambda-url\.([a-z0-9-]+)\.on\.aws$")
 
 
 class SigV4Auth(httpx.Auth):
-    """Signs each request for the `execute-api` service with botocore's credential chain (env,
-    profile, SSO, instance or task role): the default IAM-authorized deployment."""
+    """Signs each request for the `execute-api` service (or `lambda`, for the stack's streaming
+    Function URL) with botocore's credential chain (env, profile, SSO, instance or task role): the
+    default IAM-authorized deployment."""
 
     requires_request_body = True
 
@@ -118,7 +121,9 @@ class SigV4Auth(httpx.Auth):
             raise ImportError('auth="sigv4" needs botocore: pip install "pybox-serverless[aws]"') from error
         self._session = botocore.session.get_session()
         host = urlsplit(base_url).hostname or ""
-        match = _EXECUTE_API_HOST.match(host)
+        function_url = _FUNCTION_URL_HOST.match(host)
+        self._service = "lambda" if function_url else "execute-api"
+        match = function_url or _EXECUTE_API_HOST.match(host)
         self._region = (
             region or (match.group(1) if match else None) or self._session.get_config_variable("region")
         )
@@ -143,7 +148,7 @@ class SigV4Auth(httpx.Auth):
                 k: v for k, v in request.headers.items() if k.lower() not in ("connection", "user-agent")
             },
         )
-        BotocoreSigV4(credentials.get_frozen_credentials(), "execute-api", self._region).add_auth(signed)
+        BotocoreSigV4(credentials.get_frozen_credentials(), self._service, self._region).add_auth(signed)
         for name, value in signed.headers.items():
             request.headers[name] = value
         yield request

@@ -18,14 +18,18 @@ from pybox.base import BasePyBox, BasePyBoxManager
 from pydantic import ValidationError
 
 from . import _protocol as ops
+from ._events import SseDecoder, stream_call
 from ._protocol import DEFAULT_RUN_TIMEOUT_S, Call, Operation, Sleep
 from ._transport import AuthSetting, RetryPolicy, headers_of, make_auth, raise_for_error, should_retry
 from .errors import PyboxServiceError
 from .mirror import DEFAULT_MIRROR_MAX_BYTES, WorkdirMirror, local_folder
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
     from pybox.schema import PyBoxOut
 
+    from ._events import RunEvent
     from ._models import FileInfo, FileListing, Kernel, RunResult
 
 T = TypeVar("T")
@@ -46,10 +50,14 @@ class _Settings:
         mirror: bool,
         mirror_max_bytes: int,
         retry: RetryPolicy | None,
+        stream_url: str | None = None,
     ) -> None:
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds")
         self.base_url = base_url.rstrip("/")
+        #: Where streamed runs go: the stack's Function URL on AWS, the API itself under `npm start`.
+        self.stream_url = (stream_url or base_url).rstrip("/")
+        self.stream_auth = make_auth(self.stream_url, token, auth) if stream_url else None
         self.timeout_s = DEFAULT_RUN_TIMEOUT_S if timeout is None else float(timeout)
         self.auth = make_auth(self.base_url, token, auth)
         self.mirror = mirror
@@ -57,10 +65,12 @@ class _Settings:
         self.retry = retry or RetryPolicy()
         self.mirrors: dict[str, WorkdirMirror] = {}
 
-    def request(self, client: httpx.Client | httpx.AsyncClient, call: Call) -> httpx.Request:
+    def request(
+        self, client: httpx.Client | httpx.AsyncClient, call: Call, base_url: str | None = None
+    ) -> httpx.Request:
         return client.build_request(
             call.method,
-            self.base_url + call.path,
+            (base_url or self.base_url) + call.path,
             json=call.json,
             content=call.content,
             params=call.params,
@@ -208,6 +218,27 @@ class ServerlessPyBox(BasePyBox):
         self.last_result = result
         return result
 
+    def stream(self, code: str, timeout: float | None = None) -> Iterator[RunEvent]:
+        """Runs code and yields its outputs as the kernel produces them, then `done` with the whole
+        RunResult. A streamed run has the synchronous route's limits (20 s). Leaving the loop early
+        hangs up, and the service interrupts the run."""
+        settings, client = self._manager._settings, self._manager._client
+        request = settings.request(client, stream_call(self.kernel_id, code, timeout), settings.stream_url)
+        response = client.send(request, auth=settings.stream_auth or settings.auth, stream=True)
+        try:
+            if response.status_code >= 400:
+                response.read()
+                raise_for_error(response)
+            decoder = SseDecoder()
+            for line in response.iter_lines():
+                event = decoder.feed(line)
+                if event is not None:
+                    if event.result is not None:
+                        self.last_result = event.result
+                    yield event
+        finally:
+            response.close()
+
     def upload(self, path: str, data: bytes) -> FileInfo:
         """Writes a file into the kernel's working directory."""
         return self._manager._drive(ops.upload(self.kernel_id, path, data))
@@ -232,6 +263,8 @@ class ServerlessPyBoxManager(BasePyBoxManager):
     synchronous route allows go through the run queue without the caller noticing. `token` sends a
     bearer token; `auth="sigv4"` signs with botocore's credential chain for `execute-api`.
     `mirror` (on by default) keeps a local `cwd` folder and the kernel's working directory in step.
+    `stream_url` is where `box.stream` goes: the stack's `StreamUrl` on AWS (signed for `lambda`
+    with `auth="sigv4"`); by default the API itself, as under `npm start`.
     """
 
     def __init__(
@@ -245,9 +278,12 @@ class ServerlessPyBoxManager(BasePyBoxManager):
         mirror: bool = True,
         mirror_max_bytes: int = DEFAULT_MIRROR_MAX_BYTES,
         retry: RetryPolicy | None = None,
+        stream_url: str | None = None,
     ) -> None:
         super().__init__()
-        self._settings = _Settings(base_url, token, timeout, auth, mirror, mirror_max_bytes, retry)
+        self._settings = _Settings(
+            base_url, token, timeout, auth, mirror, mirror_max_bytes, retry, stream_url
+        )
         self._client = session or httpx.Client()
         self._owns_client = session is None
 
@@ -317,6 +353,26 @@ class AsyncServerlessPyBox(BasePyBox):
         self.last_result = result
         return result
 
+    async def stream(self, code: str, timeout: float | None = None) -> AsyncIterator[RunEvent]:
+        """Runs code and yields its outputs as the kernel produces them, then `done` with the whole
+        RunResult (see `ServerlessPyBox.stream`)."""
+        settings, client = self._manager._settings, self._manager._client
+        request = settings.request(client, stream_call(self.kernel_id, code, timeout), settings.stream_url)
+        response = await client.send(request, auth=settings.stream_auth or settings.auth, stream=True)
+        try:
+            if response.status_code >= 400:
+                await response.aread()
+                raise_for_error(response)
+            decoder = SseDecoder()
+            async for line in response.aiter_lines():
+                event = decoder.feed(line)
+                if event is not None:
+                    if event.result is not None:
+                        self.last_result = event.result
+                    yield event
+        finally:
+            await response.aclose()
+
     async def upload(self, path: str, data: bytes) -> FileInfo:
         """Writes a file into the kernel's working directory."""
         return await self._manager._drive(ops.upload(self.kernel_id, path, data))
@@ -349,9 +405,12 @@ class AsyncServerlessPyBoxManager(BasePyBoxManager):
         mirror: bool = True,
         mirror_max_bytes: int = DEFAULT_MIRROR_MAX_BYTES,
         retry: RetryPolicy | None = None,
+        stream_url: str | None = None,
     ) -> None:
         super().__init__()
-        self._settings = _Settings(base_url, token, timeout, auth, mirror, mirror_max_bytes, retry)
+        self._settings = _Settings(
+            base_url, token, timeout, auth, mirror, mirror_max_bytes, retry, stream_url
+        )
         self._client = session or httpx.AsyncClient()
         self._owns_client = session is None
 

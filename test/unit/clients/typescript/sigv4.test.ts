@@ -191,6 +191,7 @@ describe("SigV4", () => {
 
   it("takes the region from an execute-api URL, else the option, else AWS_REGION", () => {
     assert.equal(signingRegion("https://abc123.execute-api.eu-west-1.amazonaws.com/prod"), "eu-west-1");
+    assert.equal(signingRegion("https://abc123xyz.lambda-url.eu-north-1.on.aws/"), "eu-north-1");
     assert.equal(signingRegion("https://pybox.example.com", "ap-south-1"), "ap-south-1");
     const saved = { region: process.env.AWS_REGION, fallback: process.env.AWS_DEFAULT_REGION };
     delete process.env.AWS_DEFAULT_REGION;
