@@ -14,6 +14,7 @@ import {
   ListQuerySchema,
   RunBodySchema,
   RunPathSchema,
+  RunWaitQuerySchema,
   StartBodySchema,
 } from "./schemas.ts";
 
@@ -44,6 +45,9 @@ const FILE_HEADERS = {
 
 /** JSON escaping can double the code's size; anything beyond that is refused before parsing. */
 export const codeBody = (config: Pick<Config, "run">) => config.run.maxCodeBytes * 2 + 1_024;
+
+/** Kept back from a long poll's invocation to read the run once more and answer. */
+const RUN_WAIT_RESERVE_MS = 2_000;
 
 /** The epoch ms by which this invocation must have answered. */
 export const deadlineOf = (context: Context) => Date.now() + context.getRemainingTimeInMillis();
@@ -166,13 +170,23 @@ export const ROUTE_CATALOGUE = {
     runtime: "request",
     table: "read",
     summary: "Get a queued run",
-    description: "A queued run's status, and its RunResult (or why it has none) once it ended.",
+    description:
+      "A queued run's status, and its RunResult (or why it has none) once it ended. With `waitMs` the answer waits for the run to end (a long poll), so a client learns of it at once instead of polling.",
     tag: "runs",
     params: RunPathSchema,
+    query: RunWaitQuerySchema,
     responses: { 200: { description: "The run.", body: RunViewSchema } },
     errors: [...COMMON_ERRORS, 404],
-    handle: async ({ runs }, { owner, params }) =>
-      json(200, await runs.get(owner, params.kernelId, params.runId)),
+    handle: async ({ runs }, { owner, params, query, context }) =>
+      json(
+        200,
+        await runs.get(owner, params.kernelId, params.runId, {
+          waitMs: Math.min(
+            query.waitMs ?? 0,
+            Math.max(0, context.getRemainingTimeInMillis() - RUN_WAIT_RESERVE_MS),
+          ),
+        }),
+      ),
   }),
   putFile: route({
     method: "PUT",

@@ -45,3 +45,19 @@ export const ListQuerySchema = z.strictObject({
     .transform((value) => value === "true")
     .meta({ description: "List folders' contents too." }),
 });
+
+/** Longest a `GET …/runs/{runId}` may wait for the run to end: well inside the 29 s invocation. */
+export const MAX_RUN_WAIT_MS = 20_000;
+
+/** `GET /kernels/{kernelId}/runs/{runId}?waitMs=`. */
+export const RunWaitQuerySchema = z.strictObject({
+  waitMs: z
+    .string()
+    .regex(/^\d{1,6}$/, "a whole number of milliseconds")
+    .transform(Number)
+    .pipe(z.number().max(MAX_RUN_WAIT_MS))
+    .optional()
+    .meta({
+      description: `Wait up to this many ms (at most ${MAX_RUN_WAIT_MS}) for the run to end before answering; an unfinished run is answered as it stands when the wait is over.`,
+    }),
+});

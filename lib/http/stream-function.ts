@@ -58,6 +58,7 @@ export function streamFunction(
  * init measured in plain Node) the handler as it is.
  */
 export function streamified<E>(handler: StreamifyHandler<E>): unknown {
-  const runtime = (globalThis as { awslambda?: typeof awslambda }).awslambda;
-  return runtime ? runtime.streamifyResponse(handler) : handler;
+  // Powertools' invoke store makes a `globalThis.awslambda` of its own outside Lambda too.
+  const runtime = (globalThis as { awslambda?: Partial<typeof awslambda> }).awslambda;
+  return typeof runtime?.streamifyResponse === "function" ? runtime.streamifyResponse(handler) : handler;
 }

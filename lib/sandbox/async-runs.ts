@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Config } from "../config.ts";
 import type { RunView } from "../core/run-view.ts";
 import {
@@ -18,6 +19,9 @@ export interface EnqueueRequest {
   timeoutMs?: number;
   runId?: string;
 }
+
+/** Longest pause between two reads of a run a long poll waits for. */
+const RUN_WAIT_POLL_MAX_MS = 100;
 
 /** The limits of queued runs: exactly these parts of `Config`. */
 export type AsyncRunSettings = Pick<Config, "run" | "asyncRun">;
@@ -105,11 +109,28 @@ export class AsyncRuns {
     return closed;
   }
 
-  /** The caller's queued run; another caller's is answered like one that does not exist. */
-  async get(owner: string, kernelId: string, runId: string): Promise<RunView> {
-    const record = await this.store.get(owner, kernelId, runId);
-    if (!record) throw new NotFoundError(`no run '${runId}' on kernel '${kernelId}'`);
-    return toView(record);
+  /**
+   * The caller's queued run; another caller's is answered like one that does not exist. With
+   * `waitMs`, an unfinished run is read again (every 10 ms at first, then at most every
+   * {@link RUN_WAIT_POLL_MAX_MS}) until it ends or the wait is over: the caller learns of the end at
+   * once, and the reads stay inside AWS, cheap and close.
+   */
+  async get(
+    owner: string,
+    kernelId: string,
+    runId: string,
+    options: { waitMs?: number } = {},
+  ): Promise<RunView> {
+    const until = Date.now() + (options.waitMs ?? 0);
+    for (let pause = 10; ; pause = Math.min(pause * 2, RUN_WAIT_POLL_MAX_MS)) {
+      const record = await this.store.get(owner, kernelId, runId);
+      if (!record) throw new NotFoundError(`no run '${runId}' on kernel '${kernelId}'`);
+      const view = toView(record);
+      if (view.status !== "queued" && view.status !== "running") return view;
+      const left = until - Date.now();
+      if (left <= 0) return view;
+      await sleep(Math.min(pause, left));
+    }
   }
 }
 

@@ -38,6 +38,22 @@ describe("queued runs under npm start", { timeout: 180_000 }, () => {
     assert.ok(done.startedAt && done.finishedAt);
   });
 
+  it("answers a long poll (waitMs) when the run ends, and an unfinished run as it stands without one", async () => {
+    const queued = await api.enqueue("q", { code: "import time\ntime.sleep(1)\n'waited for'" });
+
+    const now = await api.runStatus("q", queued.body.runId);
+    const waited = await api.runStatus("q", queued.body.runId, 15_000);
+
+    assert.ok(["queued", "running"].includes(now.body.status), now.text);
+    assert.equal(waited.status, 200, waited.text);
+    assert.equal(waited.body.status, "ok");
+    assert.deepEqual(waited.body.result?.data, [{ "text/plain": "'waited for'" }]);
+    for (const bad of ["20001", "-1", "soon"]) {
+      const refused = await api.runStatus("q", queued.body.runId, bad);
+      assert.equal(refused.status, 400, `${bad}: ${refused.text}`);
+    }
+  });
+
   it("runs a kernel's queued cells one at a time, in the order they were sent", async () => {
     await api.eval("q", "order = []");
     const ids: string[] = [];

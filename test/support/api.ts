@@ -239,10 +239,12 @@ export class ApiClient {
     return this.request<RunViewBody>("POST", `/kernels/${encodeURIComponent(kernelId)}/runs`, body);
   }
 
-  runStatus(kernelId: string, runId: string) {
+  /** A queued run as it stands, or (with `waitMs`) once it ended or the wait is over. */
+  runStatus(kernelId: string, runId: string, waitMs?: number | string) {
+    const query = waitMs === undefined ? "" : `?waitMs=${encodeURIComponent(String(waitMs))}`;
     return this.request<RunViewBody>(
       "GET",
-      `/kernels/${encodeURIComponent(kernelId)}/runs/${encodeURIComponent(runId)}`,
+      `/kernels/${encodeURIComponent(kernelId)}/runs/${encodeURIComponent(runId)}${query}`,
     );
   }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -160,3 +162,32 @@ def test_a_reply_that_breaks_the_contract_is_a_clear_error() -> None:
     with pytest.raises(PyboxServiceError) as raised:
         manager_with(handler).start("k")
     assert raised.value.code == "UNEXPECTED_REPLY"
+
+
+def test_a_long_run_is_queued_and_its_end_read_with_a_long_poll() -> None:
+    reads: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/kernels":
+            return httpx.Response(201, json=KERNEL)
+        run_id = request.url.path.rsplit("/", 1)[-1]
+        view = {"runId": run_id, "kernelId": "k", "createdAt": "x"}
+        if request.method == "POST":
+            body = json.loads(request.content)
+            return httpx.Response(202, json={**view, "runId": body["runId"], "status": "queued"})
+        reads.append(request)
+        result = {"status": "ok", "data": [{"text/plain": "42"}], "error": None, "executionCount": 1}
+        return httpx.Response(
+            200, json={**view, "status": "ok", "result": {**result, "durationMs": 1, "truncated": False}}
+        )
+
+    manager = ServerlessPyBoxManager(
+        "http://service.test",
+        timeout=60,
+        session=httpx.Client(transport=httpx.MockTransport(handler)),
+        mirror=False,
+    )
+    box = manager.start("k")
+    assert box.run_result("1").data == [{"text/plain": "42"}]
+    assert len(reads) == 1
+    assert reads[0].url.params["waitMs"] == "20000"

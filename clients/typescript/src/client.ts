@@ -62,6 +62,9 @@ const QUEUE_HEADROOM_MS = 120_000;
 /** Timeout of one request that is not a run (a start may launch a kernel: seconds on a cluster). */
 const REQUEST_TIMEOUT_MS = 60_000;
 
+/** How long one read of a queued run waits on the service for its end (its `waitMs`). */
+const RESULT_WAIT_MS = 20_000;
+
 /** The first pause between polls of a queued run; pauses double up to `pollMs`. */
 const FIRST_POLL_MS = 50;
 
@@ -363,14 +366,21 @@ export class PyboxClient {
   }
 
   /** A queued run as it stands: status, and its result once it has ended. */
-  async getRun(kernelId: string, runId: string, { signal }: CallOptions = {}): Promise<RunView> {
+  async getRun(
+    kernelId: string,
+    runId: string,
+    { signal, waitMs }: CallOptions & { waitMs?: number } = {},
+  ): Promise<RunView> {
     const { data } = await this.send(
       (attempt) =>
         this.api.GET("/kernels/{kernelId}/runs/{runId}", {
-          params: { path: { kernelId, runId } },
+          params: {
+            path: { kernelId, runId },
+            ...(waitMs === undefined ? {} : { query: { waitMs: String(wholeMs(waitMs, "waitMs")) } }),
+          },
           signal: attempt,
         }),
-      { replaySafe: true, timeoutMs: this.requestTimeoutMs, signal },
+      { replaySafe: true, timeoutMs: this.requestTimeoutMs + (waitMs ?? 0), signal },
     );
     return expect(data, "a queued run");
   }
@@ -389,13 +399,20 @@ export class PyboxClient {
         : Date.now() + wholeMs(options.timeoutMs, "timeoutMs");
     let pause = Math.min(FIRST_POLL_MS, pollMs);
     for (;;) {
-      const view = await this.getRun(kernelId, runId, signal ? { signal } : {});
+      // A long poll: the service answers when the run ends, or when the wait is over.
+      const waitMs = Math.max(1, Math.min(RESULT_WAIT_MS, deadline - Date.now()));
+      const asked = Date.now();
+      const view = await this.getRun(kernelId, runId, { waitMs, ...(signal ? { signal } : {}) });
       if (finished(view)) return outcomeOf(view);
       if (Date.now() + pause > deadline) {
         throw new PyboxError(0, "WAIT_TIMEOUT", `queued run ${runId} is still ${view.status}`);
       }
-      await sleep(pause, signal);
-      pause = Math.min(pause * 2, pollMs);
+      // A service that answered an unfinished run well before the wait (one without long polls) is
+      // asked again after a backoff, as before.
+      if (Date.now() - asked < waitMs / 2) {
+        await sleep(pause, signal);
+        pause = Math.min(pause * 2, pollMs);
+      }
     }
   }
 

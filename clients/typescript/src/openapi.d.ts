@@ -97,7 +97,7 @@ export interface paths {
         };
         /**
          * Get a queued run
-         * @description A queued run's status, and its RunResult (or why it has none) once it ended.
+         * @description A queued run's status, and its RunResult (or why it has none) once it ended. With `waitMs` the answer waits for the run to end (a long poll), so a client learns of it at once instead of polling.
          */
         get: operations["result"];
         put?: never;
@@ -706,7 +706,9 @@ export interface operations {
     };
     result: {
         parameters: {
-            query?: never;
+            query?: {
+                waitMs?: string;
+            };
             header?: never;
             path: {
                 kernelId: components["schemas"]["KernelId"];

@@ -9,6 +9,7 @@ drift apart in behaviour.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -42,6 +43,9 @@ QUEUE_HEADROOM_S = 120.0
 
 #: Timeout of requests that are not runs (start may launch a kernel: seconds on a cluster).
 REQUEST_TIMEOUT_S = 60.0
+
+#: How long one read of a queued run waits for its end on the service (its `waitMs`).
+RESULT_WAIT_S = 20.0
 
 T = TypeVar("T")
 
@@ -127,16 +131,24 @@ def _queued_run(kernel_id: str, code: str, timeout_ms: int, wait_s: float) -> Op
     )
     assert response is not None
     view = QueuedRun.model_validate(response.json())
-    waited, delay = 0.0, 0.05
+    # Long polls: the service answers when the run ends (or after RESULT_WAIT_S). A service that
+    # answers an unfinished run sooner (one without long polls) is asked again after a backoff.
+    deadline, delay = time.monotonic() + wait_s, 0.05
     while not view.finished:
-        if waited > wait_s:
+        if time.monotonic() > deadline:
             raise TimeoutError(f"queued run {run_id} had no result after {wait_s:.0f} s")
-        yield Sleep(delay)
-        waited += delay
-        delay = min(delay * 2, 1.0)
-        response = yield Call("GET", f"{_kernel_path(kernel_id)}/runs/{run_id}")
+        asked = time.monotonic()
+        response = yield Call(
+            "GET",
+            f"{_kernel_path(kernel_id)}/runs/{run_id}",
+            params={"waitMs": str(round(RESULT_WAIT_S * 1000))},
+            timeout_s=RESULT_WAIT_S + REQUEST_TIMEOUT_S,
+        )
         assert response is not None
         view = QueuedRun.model_validate(response.json())
+        if not view.finished and time.monotonic() - asked < RESULT_WAIT_S / 2:
+            yield Sleep(delay)
+            delay = min(delay * 2, 1.0)
     if view.result is not None:
         return view.result
     failure = view.error

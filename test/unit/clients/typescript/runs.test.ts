@@ -44,7 +44,7 @@ describe("runs", () => {
         const { runId } = JSON.parse(request.body.toString("utf8")) as { runId: string };
         return { status: 202, json: runView(runId, "queued") };
       }
-      const runId = request.url.split("/").at(-1) ?? "";
+      const runId = new URL(request.url, "http://x").pathname.split("/").at(-1) ?? "";
       polls += 1;
       return polls < 3
         ? { status: 200, json: runView(runId, polls === 1 ? "queued" : "running") }
@@ -59,10 +59,30 @@ describe("runs", () => {
     assert.equal(server.requests[0]?.url, "/kernels/k1/runs");
     assert.equal(submitted.timeoutMs, 5_000);
     assert.match(submitted.runId, UUID);
+    // Each read asks the service to wait for the end (a long poll); this service answers at once,
+    // so the client backs off between reads, as with a service without long polls.
     assert.deepEqual(
       server.requests.slice(1).map((request) => `${request.method} ${request.url}`),
-      Array(3).fill(`GET /kernels/k1/runs/${submitted.runId}`),
+      Array(3).fill(`GET /kernels/k1/runs/${submitted.runId}?waitMs=20000`),
     );
+  });
+
+  it("asks the service to wait for the run's end, and needs one read when the answer is the end", async () => {
+    server = await serve(async (request) => {
+      if (request.method === "POST") {
+        const { runId } = JSON.parse(request.body.toString("utf8")) as { runId: string };
+        return { status: 202, json: runView(runId, "queued") };
+      }
+      const runId = new URL(request.url, "http://x").pathname.split("/").at(-1) ?? "";
+      return { status: 200, json: runView(runId, "ok", { result: runResult("waited") }) };
+    });
+    const client = new PyboxClient({ baseUrl: server.url, syncRunLimitMs: 1_000 });
+
+    const result = await client.run("k1", "1", { timeoutMs: 5_000 });
+
+    assert.equal(result.data[0]?.["text/plain"], "waited");
+    assert.equal(server.requests.length, 2);
+    assert.match(server.requests[1]?.url ?? "", /\?waitMs=20000$/);
   });
 
   it("reports a queued run that ended without a result by the service's reason", async () => {
