@@ -1,4 +1,3 @@
-import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import type { MiddlewareObj } from "@middy/core";
 import type { RunResult } from "./core/run-result.ts";
 
@@ -32,27 +31,45 @@ export const METRIC = {
   orphansStopped: "OrphansStopped",
 } as const;
 
+/** A value recorded during an invocation, written at its end. */
+interface Recorded {
+  name: string;
+  unit: "Count" | "Milliseconds";
+  value: number;
+}
+
+/** What this container's current invocation recorded, not yet written. */
+const pending: Recorded[] = [];
+
 /**
- * The one metrics recorder (embedded metric format: a log line CloudWatch turns into metrics, no
- * API call). Values are stored during an invocation and written by {@link publishMetrics}.
+ * Powertools Metrics (embedded metric format: a log line CloudWatch turns into metrics, no API
+ * call), loaded on the first write: functions that record nothing (enqueue, result) never load it,
+ * so it adds nothing to their cold start.
  */
-export const metrics = new Metrics({ namespace: METRICS_NAMESPACE, serviceName: "pybox" });
+let recorder: Promise<import("@aws-lambda-powertools/metrics").Metrics> | undefined;
+
+function loadRecorder() {
+  recorder ??= import("@aws-lambda-powertools/metrics").then(
+    ({ Metrics }) => new Metrics({ namespace: METRICS_NAMESPACE, serviceName: "pybox" }),
+  );
+  return recorder;
+}
 
 /** Records a run's outcome and its time in the kernel. */
 export function recordRun(result: Pick<RunResult, "status" | "durationMs">): void {
   const name = { ok: METRIC.runsOk, error: METRIC.runsError, timeout: METRIC.runsTimeout }[result.status];
-  metrics.addMetric(name, MetricUnit.Count, 1);
-  metrics.addMetric(METRIC.runDuration, MetricUnit.Milliseconds, result.durationMs);
+  count(name);
+  duration(METRIC.runDuration, result.durationMs);
 }
 
 /** Records a count (a kernel started, revived, reaped, …). */
 export function count(name: (typeof METRIC)[keyof typeof METRIC], value = 1): void {
-  metrics.addMetric(name, MetricUnit.Count, value);
+  pending.push({ name, unit: "Count", value });
 }
 
 /** Records a time in milliseconds. */
 export function duration(name: (typeof METRIC)[keyof typeof METRIC], ms: number): void {
-  metrics.addMetric(name, MetricUnit.Milliseconds, Math.max(0, Math.round(ms)));
+  pending.push({ name, unit: "Milliseconds", value: Math.max(0, Math.round(ms)) });
 }
 
 /**
@@ -61,13 +78,18 @@ export function duration(name: (typeof METRIC)[keyof typeof METRIC], ms: number)
  * tests: `PYBOX_METRICS`) they are dropped instead, so a console is not flooded with EMF lines.
  */
 export function publishMetrics(enabled: boolean): MiddlewareObj {
-  const flush = async () => flushMetrics(enabled);
+  const flush = () => flushMetrics(enabled);
   return { after: flush, onError: flush };
 }
 
 /** Writes (or, disabled, drops) what the invocation recorded; nothing when it recorded nothing. */
-export function flushMetrics(enabled: boolean): void {
-  if (!metrics.hasStoredMetrics()) return;
-  if (enabled) metrics.publishStoredMetrics();
-  else metrics.clearMetrics();
+export async function flushMetrics(enabled: boolean): Promise<void> {
+  if (pending.length === 0) return;
+  const recorded = pending.splice(0);
+  if (!enabled) return;
+  const metrics = await loadRecorder();
+  for (const { name, unit, value } of recorded) metrics.addMetric(name, unit as MetricUnitValue, value);
+  metrics.publishStoredMetrics();
 }
+
+type MetricUnitValue = Parameters<import("@aws-lambda-powertools/metrics").Metrics["addMetric"]>[1];

@@ -48,7 +48,7 @@ export function streamFunction(
         Date.now() + context.getRemainingTimeInMillis(),
       );
     } finally {
-      flushMetrics(runtime.config.metrics);
+      await flushMetrics(runtime.config.metrics);
     }
   };
 }
