@@ -75,7 +75,8 @@ export const FUNCTIONS: Readonly<Record<FunctionName, FunctionSpec>> = {
 export const FUNCTION_NAMES = Object.keys(FUNCTIONS) as FunctionName[];
 
 /**
- * The functions that may start a kernel (a start, a run restarting a stuck kernel, a queued start):
+ * The functions that may start a kernel (a start, a run or streamed run restarting a stuck kernel, a
+ * queued start):
  * they take from the warm pool, and ask for its refill through the queue.
  */
-export const KERNEL_STARTERS: readonly FunctionName[] = ["start", "run", "queue"];
+export const KERNEL_STARTERS: readonly FunctionName[] = ["start", "run", "stream", "queue"];

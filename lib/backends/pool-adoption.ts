@@ -34,13 +34,19 @@ export function envOnlyPooling<R extends KernelRef>(
   backend: Pick<Backend<R>, "helper">,
   key: string,
   why: string,
-  ownerEnv: (spec: StartSpec) => Record<string, string> = () => ({}),
+  options: {
+    /** Variables that name the owner, as a cold start sets them. */
+    ownerEnv?: (spec: StartSpec) => Record<string, string>;
+    /** Run once the kernel is the caller's (the local backend renews its inventory entry). */
+    adopted?: (ref: R) => Promise<void>;
+  } = {},
 ): KernelPooling<R> {
   return {
     key,
     refusal: (spec) => (spec.cwd === undefined ? undefined : why),
     async adopt(ref, spec) {
-      await backend.helper(ref, adoptionRequest({ ...spec.env, ...ownerEnv(spec) }));
+      await backend.helper(ref, adoptionRequest({ ...spec.env, ...options.ownerEnv?.(spec) }));
+      await options.adopted?.(ref);
       return ref;
     },
   };

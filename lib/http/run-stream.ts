@@ -1,7 +1,7 @@
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
 import type { Config } from "../config.ts";
 import type { RunEvent } from "../core/run-events.ts";
-import { NotFoundError } from "../errors.ts";
+import { NotFoundError, ValidationError } from "../errors.ts";
 import { logger } from "../logger.ts";
 import type { SandboxService } from "../sandbox/service.ts";
 import { errorResponse } from "./error-handler.ts";
@@ -49,8 +49,8 @@ export function sseOf(event: RunEvent): string {
  * `POST /kernels/{kernelId}/run` answered as Server-Sent Events: each output as the kernel
  * produces it, then `done` with the whole RunResult. The same checks, owner rules, timeouts and
  * caps as a plain run: anything refused before the run begins is the plain error answer (status
- * and JSON body); a failure after output began is a `failed` event. A client that hangs up has its
- * run interrupted, so the kernel is free for the next.
+ * and JSON body); a failure after output began is a `failed` event. A client that hangs up after
+ * the run showed output has it interrupted, so the kernel is free for the next.
  */
 export async function streamRun(
   sandbox: Pick<SandboxService, "run" | "interrupt">,
@@ -61,7 +61,10 @@ export async function streamRun(
 ): Promise<void> {
   let started = false;
   let finished = false;
+  let running = false;
   const send = (event: RunEvent) => {
+    // An output of this request proves its code is what the kernel runs (it holds the lease).
+    if (event.event !== "done" && event.event !== "failed") running = true;
     if (sink.gone.aborted) return;
     if (!started) {
       started = true;
@@ -75,8 +78,11 @@ export async function streamRun(
   };
   let owner: string | undefined;
   let kernelId: string | undefined;
+  // Only a run whose own output has come is interrupted: before that, the kernel may be running
+  // another request's cell (this one still waits for the lease), which must not be cut short.
+  // An unseen run goes on to its end or its timeout, as a plain run would.
   const interrupt = () => {
-    if (finished || owner === undefined || kernelId === undefined) return;
+    if (!running || finished || owner === undefined || kernelId === undefined) return;
     logger.info("streamed run's client hung up; interrupting the kernel", { kernelId });
     void sandbox.interrupt(owner, kernelId);
   };
@@ -85,7 +91,7 @@ export async function streamRun(
     owner = callerOf(request.requestContext);
     const match = RUN_PATH.exec(request.rawPath);
     if (!match?.[1]) throw new NotFoundError(`no route POST ${request.rawPath}`);
-    kernelId = validate(KernelPathSchema, { kernelId: decodeURIComponent(match[1]) }, "path").kernelId;
+    kernelId = validate(KernelPathSchema, { kernelId: decodedSegment(match[1]) }, "path").kernelId;
     const body = jsonBodyOf(request, RunBodySchema, codeBody(config));
     const result = await sandbox.run(owner, kernelId, body.code, {
       ...(body.timeoutMs === undefined ? {} : { timeoutMs: body.timeoutMs }),
@@ -115,4 +121,13 @@ export async function streamRun(
 function withoutName<E extends { event: string }>(event: E): Omit<E, "event"> {
   const { event: _name, ...rest } = event;
   return rest;
+}
+
+/** A path segment percent-decoded; a malformed escape is the caller's mistake (400), not ours. */
+function decodedSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new ValidationError("the kernel id in the path is not valid percent-encoding");
+  }
 }

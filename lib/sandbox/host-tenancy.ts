@@ -6,6 +6,12 @@ import type { TenancyStore } from "../store/tenancy-store.ts";
 /** The tenancy write the sandbox relies on, named so a test can hand in an in-memory one. */
 export type TenancyRecords = Pick<TenancyStore, "claim">;
 
+/**
+ * How long a caller admitted here is not asked about again: an operator who hands the deployment
+ * to another caller (deletes the tenant item) has warm instances follow within this.
+ */
+const ADMISSION_MS = 60_000;
+
 /** What an operator decided for a backend whose callers would share a host (`PYBOX_GATEWAY_SHARED_HOST`). */
 export type SharedHostPolicy = "refuse" | "allow";
 
@@ -17,7 +23,8 @@ export type SharedHostPolicy = "refuse" | "allow";
  */
 export class HostTenancy {
   private sharing: Promise<string | undefined> | undefined;
-  private readonly admitted = new Set<string>();
+  /** Callers admitted by this process, until when (epoch ms). */
+  private readonly admitted = new Map<string, number>();
 
   constructor(
     private readonly records: TenancyRecords,
@@ -27,14 +34,14 @@ export class HostTenancy {
 
   /** Lets `owner` start kernels here, or throws {@link HostSharedError}. */
   async admit(owner: string): Promise<void> {
-    if (this.admitted.has(owner)) return;
+    if ((this.admitted.get(owner) ?? 0) > Date.now()) return;
     const reason = await this.sharedHost();
     if (reason && this.policy !== "allow" && !(await this.records.claim(this.backend.name, owner))) {
       throw new HostSharedError(
         `this deployment serves one caller only: ${reason}, where a kernel of yours could read another caller's files. Ask its operator for a gateway that runs kernels in containers, or to allow sharing (PYBOX_GATEWAY_SHARED_HOST=allow)`,
       );
     }
-    this.admitted.add(owner);
+    this.admitted.set(owner, Date.now() + ADMISSION_MS);
   }
 
   /**

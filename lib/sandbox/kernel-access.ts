@@ -12,6 +12,7 @@ import {
   KernelStartingError,
   KernelStoppedError,
   NotFoundError,
+  ValidationError,
 } from "../errors.ts";
 import { logger } from "../logger.ts";
 import { count, METRIC } from "../metrics.ts";
@@ -65,7 +66,6 @@ export const DEADLINE_RESERVE_MS = 1_000;
 
 /** Longest pause between two tries for a busy kernel's lease. */
 const LEASE_POLL_MAX_MS = 50;
-
 /** Bound on the silent set-up request of a kernel just started (recording its root). */
 const SETUP_HELPER_MS = 5_000;
 
@@ -292,6 +292,7 @@ export class KernelAccess {
     };
     try {
       pooled = await this.pool?.take(start, request.env).catch((error: unknown) => {
+        if (error instanceof ValidationError) throw error; // the caller's: a cold start would say it too
         logger.warn("warm pool unavailable; starting cold", { error: error as Error });
         return undefined;
       });

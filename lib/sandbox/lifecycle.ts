@@ -77,9 +77,10 @@ export class KernelLifecycle {
   }
 
   /**
-   * Interrupts what the caller's kernel is running, without its lease (the run holding it ends with
-   * the interrupt and gives it back): a streamed run whose client hung up. A kernel that is not
-   * there, or cannot be reached, is left as it is.
+   * Interrupts what the caller's kernel is running, without taking its lease: for a streamed run
+   * whose client hung up, once that run's own output proved its cell is the one running (the run
+   * then ends with the interrupt and gives the lease back). A kernel that is not there, or cannot
+   * be reached, is left as it is.
    */
   async interrupt(owner: string, kernelId: string): Promise<void> {
     const record = await this.kernels.store.get(owner, kernelId).catch(() => undefined);

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Backend, KernelRef, StartSpec } from "../backends/port.ts";
 import type { Config } from "../config.ts";
 import { startOnlyVariable } from "../core/caller-env.ts";
+import { ValidationError } from "../errors.ts";
 import { logger } from "../logger.ts";
 import { count, METRIC } from "../metrics.ts";
 import type { PooledKernel, PoolStore } from "../store/pool-store.ts";
@@ -90,8 +91,11 @@ export class WarmPool {
         logger.info("kernel taken from the warm pool", { ageMs: Date.now() - item.startedAt });
         return { ref: adopted, refilled: this.requestRefill() };
       } catch (error) {
-        logger.warn("a pooled kernel could not be handed over; stopping it", { error: error as Error });
         await this.stopQuietly(ref);
+        // The caller's own mistake (a cwd the gateway's host lacks) fails every kernel alike: say it
+        // once, rather than spend the pool on it.
+        if (error instanceof ValidationError) throw error;
+        logger.warn("a pooled kernel could not be handed over; stopped it", { error: error as Error });
       }
     }
     await this.requestRefill();
@@ -99,9 +103,11 @@ export class WarmPool {
   }
 
   /**
-   * Asks for a refill, after the claim (so it counts the pool without the claimed kernel) and after
-   * the hand-over (so the refill's kernel start does not compete with it on the same peer). Never
-   * fails: the reaper tops the pool up too.
+   * Asks for a refill, after the claim (so it counts the pool without the claimed kernel): after the
+   * hand-over when a kernel was taken (so the refill's kernel start does not compete with it on the
+   * same peer), before the cold start when none was. Never fails: the reaper tops the pool up too.
+   * Fills running at once (a refill, the reaper, `npm start`'s first fill) may start one kernel too
+   * many; the reaper's next pass retires it.
    */
   private requestRefill(): Promise<void> {
     return this.refill().catch((error: unknown) =>

@@ -30,7 +30,8 @@ const CLAIM_CANDIDATES = 8;
  * Warm-pool items in the one table: a partition per pool, no owner anywhere, so no caller's query
  * can ever reach one. An item is taken by deleting it under a condition: of two concurrent claims
  * only one gets a given kernel. The TTL is a backstop only (the reaper retires old kernels and
- * their items first): an item dropped by it leaves a kernel the reaper's orphan sweep stops.
+ * their items first, long before): should it drop an item, its kernel is stopped by the local
+ * backend's orphan sweep, or culled as idle by the gateway (`cull_idle_timeout`) or the controller.
  */
 export class PoolStore {
   constructor(

@@ -6,7 +6,8 @@ import { storeCall } from "./errors.ts";
 /**
  * The one caller a shared-host backend serves, kept in the one table (`pk = TENANCY#<backend>`),
  * so every function instance agrees on it. The first caller to start a kernel becomes it; an
- * operator frees the deployment for another by deleting the item.
+ * operator hands the deployment to another by stopping the old caller's kernels and deleting the
+ * item (warm instances follow within a minute).
  */
 export class TenancyStore {
   constructor(

@@ -151,7 +151,7 @@ describe("PyboxStack with a warm pool", () => {
   it("lets the functions that start kernels ask for a refill through the queue, and no other", () => {
     for (const name of FUNCTION_NAMES) {
       const sends = s.actions(name).includes("sqs:SendMessage");
-      assert.equal(sends, ["start", "run", "queue", "enqueue"].includes(name), name);
+      assert.equal(sends, ["start", "run", "stream", "queue", "enqueue"].includes(name), name);
     }
   });
 

@@ -67,3 +67,30 @@ def test_box_stream_raises_a_refusal_before_the_run() -> None:
     with pytest.raises(PyboxServiceError) as raised:
         list(box.stream("1"))
     assert raised.value.code == "KERNEL_BUSY"
+
+
+def test_box_stream_refuses_an_answer_that_is_not_events() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/kernels":
+            return httpx.Response(201, json=KERNEL)
+        return httpx.Response(200, json={"status": "ok"})
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    box = ServerlessPyBoxManager("http://svc", session=client, mirror=False).start("k")
+    with pytest.raises(PyboxServiceError) as raised:
+        list(box.stream("1"))
+    assert raised.value.code == "NOT_A_STREAM"
+
+
+def test_box_stream_raises_when_the_answer_ends_before_done() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/kernels":
+            return httpx.Response(201, json=KERNEL)
+        body = 'event: stream\ndata: {"name":"stdout","text":"0\\n"}\n\n'
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, text=body)
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    box = ServerlessPyBoxManager("http://svc", session=client, mirror=False).start("k")
+    with pytest.raises(PyboxServiceError) as raised:
+        list(box.stream("1"))
+    assert raised.value.code == "STREAM_CUT"

@@ -340,7 +340,20 @@ export class PyboxClient {
       if (!response.ok || !data) {
         throw errorFromResponse(response, error, retryAfterMs(response.headers.get("retry-after")));
       }
-      yield* runEvents(data);
+      if (!(response.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
+        await data.cancel();
+        throw new PyboxError(
+          502,
+          "NOT_A_STREAM",
+          "the service answered a streamed run without events; on AWS pass the stack's StreamUrl as streamUrl",
+        );
+      }
+      let done = false;
+      for await (const event of runEvents(data)) {
+        done ||= event.event === "done";
+        yield event;
+      }
+      if (!done) throw new PyboxError(502, "STREAM_CUT", "the streamed run's answer ended before its result");
     } finally {
       options.signal?.removeEventListener("abort", onAbort);
       hangUp.abort();

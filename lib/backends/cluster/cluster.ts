@@ -73,7 +73,7 @@ export class ClusterBackend implements Backend<ClusterKernelRef> {
       this,
       `cluster:${options.namespace}:${options.image}`,
       "a cluster kernel's working dir is a volume of its pod",
-      (spec) => ({ KERNEL_USERNAME: kernelUsername(spec.owner) }),
+      { ownerEnv: (spec) => ({ KERNEL_USERNAME: kernelUsername(spec.owner) }) },
     );
   }
 

@@ -32,6 +32,11 @@ const GatewayRefSchema = z.object({
   name: z.string().min(1),
   /** The caller's working directory, entered again when the gateway restarts the kernel. */
   cwd: z.string().min(1).optional(),
+  /**
+   * Variables a pooled kernel was given when its caller adopted it: a restart by the gateway
+   * relaunches it with the pool's launch env, so they are given again.
+   */
+  adoptedEnv: z.record(z.string(), z.string()).optional(),
 });
 
 /** Where a gateway kernel lives: its id on the gateway, its kernelspec and its working directory. */
@@ -158,8 +163,9 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
         const marker = expressions.pybox;
         // A run that ended on its own in a kernel without our marker ran in one the gateway restarted.
         if (result.status !== "timeout" && marker?.status === "ok" && marker.data["text/plain"] === "False") {
-          await this.setUp(transport, ref.cwd, RESTART_SETUP_TIMEOUT_MS).catch((error: unknown) =>
-            logger.warn("could not set up the restarted kernel", { kernel: ref.id, error }),
+          await this.setUp(transport, ref.cwd, RESTART_SETUP_TIMEOUT_MS, ref.adoptedEnv).catch(
+            (error: unknown) =>
+              logger.warn("could not set up the restarted kernel", { kernel: ref.id, error }),
           );
           return { ...result, restarted: true };
         }
@@ -242,7 +248,7 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
       },
       this.connections,
     );
-    return cwd === undefined ? ref : { ...ref, cwd };
+    return { ...ref, ...(cwd === undefined ? {} : { cwd }), adoptedEnv: env };
   }
 
   /**
@@ -253,8 +259,11 @@ export class GatewayBackend implements Backend<GatewayKernelRef> {
     transport: GatewayTransport,
     cwd: string | undefined,
     timeoutMs: number,
+    adoptedEnv?: Record<string, string>,
   ): Promise<void> {
-    const marking = `${MARKER} = True`;
+    const marking = [...(adoptedEnv ? [adoptionRequest(adoptedEnv).code] : []), `${MARKER} = True`].join(
+      "\n",
+    );
     try {
       if (cwd === undefined) await runSilently(transport, marking, { timeoutMs });
       else

@@ -11,6 +11,7 @@ import {
   realpath,
   rm,
   stat,
+  utimes,
   writeFile,
 } from "node:fs/promises";
 import { homedir, tmpdir } from "node:os";
@@ -122,10 +123,14 @@ export class LocalBackend implements Backend<LocalKernelRef> {
 
   constructor(private readonly options: LocalBackendOptions) {
     this.kept = new KernelClients(options.keepConnectionsMs ?? 0);
+    // An adopted kernel's inventory entry is renewed: the orphan sweep's grace counts from it.
     this.pooling = envOnlyPooling(
       this,
       `local:${options.python}`,
       "a local kernel's folder is bound at start",
+      {
+        adopted: (ref) => utimes(refFile(options.stateDir, ref.id), new Date(), new Date()),
+      },
     );
   }
 

@@ -81,9 +81,9 @@ export class FakeBackend implements Backend {
         }
       : undefined;
     this.pooling = options.pooling
-      ? envOnlyPooling(this, "fake", "the fake kernel's folder is fixed at start", (spec) => ({
-          PYBOX_FAKE_OWNER: spec.owner,
-        }))
+      ? envOnlyPooling(this, "fake", "the fake kernel's folder is fixed at start", {
+          ownerEnv: (spec) => ({ PYBOX_FAKE_OWNER: spec.owner }),
+        })
       : undefined;
   }
 

@@ -53,7 +53,11 @@ function urlEvent(path: string, caller?: string): LambdaFunctionURLEvent {
 
 const CONTEXT = { getRemainingTimeInMillis: () => 29_000 } as unknown as Context;
 
-async function invoke(event: LambdaFunctionURLEvent, run: (limits: RunLimits) => Promise<RunResult>) {
+async function invoke(
+  event: LambdaFunctionURLEvent,
+  run: (limits: RunLimits, body: PassThrough) => Promise<RunResult>,
+  interrupts: string[] = [],
+) {
   heads.length = 0;
   const body = new PassThrough();
   let text = "";
@@ -61,8 +65,10 @@ async function invoke(event: LambdaFunctionURLEvent, run: (limits: RunLimits) =>
     text += chunk.toString();
   });
   const sandbox = {
-    run: (_owner: string, _kernelId: string, _code: string, limits: RunLimits = {}) => run(limits),
-    interrupt: async () => {},
+    run: (_owner: string, _kernelId: string, _code: string, limits: RunLimits = {}) => run(limits, body),
+    interrupt: async (_owner: string, kernelId: string) => {
+      interrupts.push(kernelId);
+    },
   };
   const handler = streamFunction({ sandbox: sandbox as never, config: loadConfig({}) });
   await handler(event, body as never, CONTEXT);
@@ -111,6 +117,10 @@ describe("streamed runs", () => {
       (await invoke(urlEvent("/kernels/..%2F/run", "arn:aws:iam::1:user/a"), run)).head?.statusCode,
       400,
     );
+    assert.equal(
+      (await invoke(urlEvent("/kernels/%E0%A4%A/run", "arn:aws:iam::1:user/a"), run)).head?.statusCode,
+      400,
+    );
     assert.equal(ran, 0);
   });
 
@@ -125,6 +135,37 @@ describe("streamed runs", () => {
       /event: failed\ndata: \{"error":\{"code":"INTERNAL","message":"internal error"\}\}\n\n$/,
     );
     assert.doesNotMatch(text, /10\.0\.0\.7/);
+  });
+
+  it("interrupts a hung-up run only once its own output came: before, the kernel may run another's cell", async () => {
+    const caller = "arn:aws:iam::1:user/alice";
+    // The client goes, and the run goes on a little longer (the close is seen meanwhile).
+    const hangUp = async (body: PassThrough) => {
+      body.destroy();
+      await new Promise((resolve) => setImmediate(resolve));
+    };
+    const early: string[] = [];
+    await invoke(
+      urlEvent("/kernels/waiting/run", caller),
+      async (_limits, body) => {
+        await hangUp(body);
+        return RESULT;
+      },
+      early,
+    );
+    const late: string[] = [];
+    await invoke(
+      urlEvent("/kernels/running/run", caller),
+      async (limits, body) => {
+        limits.onOutput?.({ event: "stream", name: "stdout", text: "0\n" });
+        await hangUp(body);
+        return RESULT;
+      },
+      late,
+    );
+
+    assert.deepEqual(early, []);
+    assert.deepEqual(late, ["running"]);
   });
 
   it("knows a request for events by its Accept header, whatever its case and parameters", () => {

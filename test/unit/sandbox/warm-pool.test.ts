@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { ValidationError } from "../../../lib/errors.ts";
 import { WarmPool } from "../../../lib/sandbox/warm-pool.ts";
 import { sandbox, testSettings } from "./harness.ts";
 
@@ -108,6 +109,24 @@ describe("WarmPool", { timeout: 10_000 }, () => {
     // Assess
     assert.equal(store.peek("alice", "k")?.ref?.id, alive.id);
     assert.equal(backend.kernels.length, 2);
+  });
+
+  it("answers a caller's mistake found at hand-over with that kernel alone, not the whole pool", async () => {
+    // Prepare
+    const { lifecycle, backend, pools, store } = await warmed(3);
+    backend.answerHelper = (_kernel, request) => {
+      if (request.code.includes("_pybox_adopt")) throw new ValidationError("cwd '/nope' does not exist");
+      return null;
+    };
+
+    // Act
+    const refused = await lifecycle.start("alice", { kernelId: "k" }).catch((error: unknown) => error);
+
+    // Assess
+    assert.ok(refused instanceof ValidationError);
+    assert.equal((await pools.list("fake")).length, 2);
+    assert.equal(backend.running().length, 2);
+    assert.equal(store.peek("alice", "k"), undefined);
   });
 
   it("starts cold when the pool's store fails, never failing the start for it", async () => {

@@ -72,3 +72,20 @@ def stream_call(kernel_id: str, code: str, timeout_s: float | None) -> Call:
         headers={"Accept": "text/event-stream"},
         timeout_s=SYNC_RUN_LIMIT_S + 15.0,
     )
+
+
+def check_stream(content_type: str | None) -> None:
+    """A streamed run's answer must be events: a JSON answer means the request reached a route that
+    cannot stream (on AWS, the HTTP API instead of the stack's `StreamUrl`)."""
+    if not (content_type or "").startswith("text/event-stream"):
+        raise PyboxServiceError(
+            502,
+            "NOT_A_STREAM",
+            "the service answered a streamed run without events; "
+            "on AWS pass the stack's StreamUrl as stream_url",
+        )
+
+
+def cut_short() -> PyboxServiceError:
+    """The error of a stream that ended before its `done` event (a timeout or a dropped connection)."""
+    return PyboxServiceError(502, "STREAM_CUT", "the streamed run's answer ended before its result")

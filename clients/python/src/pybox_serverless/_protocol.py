@@ -138,15 +138,16 @@ def _queued_run(kernel_id: str, code: str, timeout_ms: int, wait_s: float) -> Op
         if time.monotonic() > deadline:
             raise TimeoutError(f"queued run {run_id} had no result after {wait_s:.0f} s")
         asked = time.monotonic()
+        wait = max(0.001, min(RESULT_WAIT_S, deadline - asked))
         response = yield Call(
             "GET",
             f"{_kernel_path(kernel_id)}/runs/{run_id}",
-            params={"waitMs": str(round(RESULT_WAIT_S * 1000))},
-            timeout_s=RESULT_WAIT_S + REQUEST_TIMEOUT_S,
+            params={"waitMs": str(round(wait * 1000))},
+            timeout_s=wait + REQUEST_TIMEOUT_S,
         )
         assert response is not None
         view = QueuedRun.model_validate(response.json())
-        if not view.finished and time.monotonic() - asked < RESULT_WAIT_S / 2:
+        if not view.finished and time.monotonic() - asked < wait / 2:
             yield Sleep(delay)
             delay = min(delay * 2, 1.0)
     if view.result is not None:
@@ -237,26 +238,38 @@ def mirrored_run(
 ) -> Operation[RunResult]:
     """A run with the working-directory mirror around it: local changes up first, the run's
     artifacts down into the local folder before the result is returned."""
-    if mirror is not None:
-        for file in mirror.pending_uploads():
-            try:
-                yield from upload(kernel_id, file.relative, file.path.read_bytes())
-            except PyboxServiceError as error:
-                if error.code != "PAYLOAD_TOO_LARGE":
-                    raise
-                logger.warning("not uploading %s: %s", file.relative, error.message)
-                mirror.synced[file.relative] = (file.size, file.mtime_ns)  # don't retry it every run
-                continue
-            mirror.synced[file.relative] = (file.size, file.mtime_ns)
+    yield from mirror_up(kernel_id, mirror)
     result = yield from run(kernel_id, code, timeout_s)
-    if mirror is not None and result.artifacts:
-        sizes = [(artifact.path, artifact.size) for artifact in result.artifacts]
-        for relative in mirror.downloads_within_bound(sizes):
-            target = mirror.local_target(relative)
-            if target is None:
-                continue
-            size = next(size for name, size in sizes if name == relative)
-            data = yield from download(kernel_id, relative, size)
-            write_atomically(target, data)
-            mirror.mark_synced(relative)
+    yield from mirror_down(kernel_id, mirror, result)
     return result
+
+
+def mirror_up(kernel_id: str, mirror: WorkdirMirror | None) -> Operation[None]:
+    """Uploads the local files new or changed since they were last sent (before a run)."""
+    if mirror is None:
+        return
+    for file in mirror.pending_uploads():
+        try:
+            yield from upload(kernel_id, file.relative, file.path.read_bytes())
+        except PyboxServiceError as error:
+            if error.code != "PAYLOAD_TOO_LARGE":
+                raise
+            logger.warning("not uploading %s: %s", file.relative, error.message)
+            mirror.synced[file.relative] = (file.size, file.mtime_ns)  # don't retry it every run
+            continue
+        mirror.synced[file.relative] = (file.size, file.mtime_ns)
+
+
+def mirror_down(kernel_id: str, mirror: WorkdirMirror | None, result: RunResult) -> Operation[None]:
+    """Downloads the run's artifacts into the local folder (after a run)."""
+    if mirror is None or not result.artifacts:
+        return
+    sizes = [(artifact.path, artifact.size) for artifact in result.artifacts]
+    for relative in mirror.downloads_within_bound(sizes):
+        target = mirror.local_target(relative)
+        if target is None:
+            continue
+        size = next(size for name, size in sizes if name == relative)
+        data = yield from download(kernel_id, relative, size)
+        write_atomically(target, data)
+        mirror.mark_synced(relative)

@@ -18,7 +18,7 @@ from pybox.base import BasePyBox, BasePyBoxManager
 from pydantic import ValidationError
 
 from . import _protocol as ops
-from ._events import SseDecoder, stream_call
+from ._events import SseDecoder, check_stream, cut_short, stream_call
 from ._protocol import DEFAULT_RUN_TIMEOUT_S, Call, Operation, Sleep
 from ._transport import AuthSetting, RetryPolicy, headers_of, make_auth, raise_for_error, should_retry
 from .errors import PyboxServiceError
@@ -220,24 +220,34 @@ class ServerlessPyBox(BasePyBox):
 
     def stream(self, code: str, timeout: float | None = None) -> Iterator[RunEvent]:
         """Runs code and yields its outputs as the kernel produces them, then `done` with the whole
-        RunResult. A streamed run has the synchronous route's limits (20 s). Leaving the loop early
-        hangs up, and the service interrupts the run."""
-        settings, client = self._manager._settings, self._manager._client
-        request = settings.request(client, stream_call(self.kernel_id, code, timeout), settings.stream_url)
+        RunResult, with the working-directory mirror around it as `run` has. A streamed run has the
+        synchronous route's limits (20 s). Leaving the loop early hangs up; a run that has shown
+        output is then interrupted."""
+        manager = self._manager
+        settings, client = manager._settings, manager._client
+        manager._drive(ops.mirror_up(self.kernel_id, self.mirror))
+        request = settings.request(
+            client, stream_call(self.kernel_id, code, timeout or manager.timeout), settings.stream_url
+        )
         response = client.send(request, auth=settings.stream_auth or settings.auth, stream=True)
+        result: RunResult | None = None
         try:
             if response.status_code >= 400:
                 response.read()
                 raise_for_error(response)
+            check_stream(response.headers.get("content-type"))
             decoder = SseDecoder()
             for line in response.iter_lines():
                 event = decoder.feed(line)
                 if event is not None:
-                    if event.result is not None:
-                        self.last_result = event.result
+                    result = event.result or result
                     yield event
+            if result is None:
+                raise cut_short()
         finally:
             response.close()
+        self.last_result = result
+        manager._drive(ops.mirror_down(self.kernel_id, self.mirror, result))
 
     def upload(self, path: str, data: bytes) -> FileInfo:
         """Writes a file into the kernel's working directory."""
@@ -356,22 +366,31 @@ class AsyncServerlessPyBox(BasePyBox):
     async def stream(self, code: str, timeout: float | None = None) -> AsyncIterator[RunEvent]:
         """Runs code and yields its outputs as the kernel produces them, then `done` with the whole
         RunResult (see `ServerlessPyBox.stream`)."""
-        settings, client = self._manager._settings, self._manager._client
-        request = settings.request(client, stream_call(self.kernel_id, code, timeout), settings.stream_url)
+        manager = self._manager
+        settings, client = manager._settings, manager._client
+        await manager._drive(ops.mirror_up(self.kernel_id, self.mirror))
+        request = settings.request(
+            client, stream_call(self.kernel_id, code, timeout or manager.timeout), settings.stream_url
+        )
         response = await client.send(request, auth=settings.stream_auth or settings.auth, stream=True)
+        result: RunResult | None = None
         try:
             if response.status_code >= 400:
                 await response.aread()
                 raise_for_error(response)
+            check_stream(response.headers.get("content-type"))
             decoder = SseDecoder()
             async for line in response.aiter_lines():
                 event = decoder.feed(line)
                 if event is not None:
-                    if event.result is not None:
-                        self.last_result = event.result
+                    result = event.result or result
                     yield event
+            if result is None:
+                raise cut_short()
         finally:
             await response.aclose()
+        self.last_result = result
+        await manager._drive(ops.mirror_down(self.kernel_id, self.mirror, result))
 
     async def upload(self, path: str, data: bytes) -> FileInfo:
         """Writes a file into the kernel's working directory."""
