@@ -63,15 +63,24 @@ const SPEC = {
  * `lib/runtime.ts`'s guarded `import()`s of the other backends are dead code that esbuild drops
  * (a gateway bundle carries no Kubernetes client, a cluster bundle no Jupyter services).
  */
-function defines(backend: DeployedBackend): Record<string, string> {
-  return { "process.env.PYBOX_BUNDLED_BACKEND": JSON.stringify(backend) };
+function defines(backend: DeployedBackend, tracing: boolean): Record<string, string> {
+  return {
+    "process.env.PYBOX_BUNDLED_BACKEND": JSON.stringify(backend),
+    // Likewise the tracer (Powertools Tracer and the X-Ray SDK): only in a traced deployment's bundles.
+    "process.env.PYBOX_BUNDLED_TRACING": JSON.stringify(tracing ? "on" : "off"),
+  };
 }
 
 /**
  * esbuild options for one function's bundle, for calling esbuild directly (the benchmark). The
  * output file is `index.mjs`, as the stack's bundles are named.
  */
-export function esbuildOptions(entry: string, outdir: string, backend: DeployedBackend): BuildOptions {
+export function esbuildOptions(
+  entry: string,
+  outdir: string,
+  backend: DeployedBackend,
+  tracing = false,
+): BuildOptions {
   return {
     entryPoints: [entry],
     outfile: join(outdir, "index.mjs"),
@@ -85,7 +94,7 @@ export function esbuildOptions(entry: string, outdir: string, backend: DeployedB
     sourcesContent: SPEC.sourcesContent,
     mainFields: [...SPEC.mainFields],
     external: [...SPEC.external],
-    define: defines(backend),
+    define: defines(backend, tracing),
     banner: { js: SPEC.banner },
     logLevel: "warning",
   };
@@ -97,7 +106,11 @@ export function esbuildOptions(entry: string, outdir: string, backend: DeployedB
  * from this project's `node_modules` with only the addon for the function's architecture. Whether
  * it does is read from the bundle itself, so a function ships the addon exactly when it loads it.
  */
-export function lambdaBundling(backend: DeployedBackend, architecture: LambdaArchitecture): BundlingOptions {
+export function lambdaBundling(
+  backend: DeployedBackend,
+  architecture: LambdaArchitecture,
+  tracing = false,
+): BundlingOptions {
   return {
     format: OutputFormat.ESM,
     target: SPEC.target,
@@ -108,7 +121,7 @@ export function lambdaBundling(backend: DeployedBackend, architecture: LambdaArc
     sourcesContent: SPEC.sourcesContent,
     mainFields: [...SPEC.mainFields],
     externalModules: [...SPEC.external],
-    define: defines(backend),
+    define: defines(backend, tracing),
     banner: SPEC.banner,
     logLevel: LogLevel.WARNING,
     forceDockerBundling: false,

@@ -3,7 +3,7 @@ import { Annotations, Duration, Validations } from "aws-cdk-lib";
 import type { ISecurityGroup, IVpc } from "aws-cdk-lib/aws-ec2";
 import { SecurityGroup, SubnetType, Vpc } from "aws-cdk-lib/aws-ec2";
 import { ManagedPolicy, Role, ServicePrincipal } from "aws-cdk-lib/aws-iam";
-import { Architecture } from "aws-cdk-lib/aws-lambda";
+import { Architecture, Tracing } from "aws-cdk-lib/aws-lambda";
 import { NodejsFunction } from "aws-cdk-lib/aws-lambda-nodejs";
 import { LogGroup } from "aws-cdk-lib/aws-logs";
 import type { ISecret } from "aws-cdk-lib/aws-secretsmanager";
@@ -127,7 +127,8 @@ export class PyboxFunction extends Construct {
       role: this.role,
       logGroup: this.logGroup,
       environment: props.environment,
-      bundling: lambdaBundling(settings.backend, settings.architecture),
+      bundling: lambdaBundling(settings.backend, settings.architecture, settings.tracing),
+      ...(settings.tracing ? { tracing: Tracing.ACTIVE } : {}),
       ...(props.network
         ? {
             vpc: props.network.vpc,
@@ -136,6 +137,13 @@ export class PyboxFunction extends Construct {
           }
         : {}),
     });
+    if (settings.tracing) {
+      Validations.of(this.role).acknowledge({
+        id: "AwsSolutions-IAM5[Resource::*]",
+        reason:
+          "Active tracing grants xray:PutTraceSegments and xray:PutTelemetryRecords, which X-Ray does not scope to resources.",
+      });
+    }
     Validations.of(this.function).acknowledge({
       id: "AwsSolutions-L1",
       reason: `Node ${NODE_MAJOR} is the runtime this product is built, bundled (target node${NODE_MAJOR}) and tested on (npm test runs on the same Node ${NODE_MAJOR} it installs); it is supported by Lambda, and moving to a newer runtime is a deliberate upgrade with its own test run, not a silent default.`,
@@ -270,6 +278,7 @@ function sharedEnvironment(settings: Settings, name: FunctionName): Record<strin
       env.PYBOX_EKS_CA = auth.caData;
     }
   }
+  if (settings.tracing) env.PYBOX_TRACING = "true";
   if (settings.pool.size > 0) {
     env.PYBOX_POOL_SIZE = String(settings.pool.size);
     env.PYBOX_POOL_MAX_AGE_SECONDS = String(settings.pool.maxAgeMinutes * 60);

@@ -75,6 +75,8 @@ export interface Settings {
   logRetention: RetentionDays;
   /** Where alarm notifications are emailed (an SNS topic is made for them); none when absent. */
   alarmEmail?: string;
+  /** X-Ray: active tracing on the functions and a subsegment per backend call; off by default. */
+  tracing: boolean;
   throttle: { rateLimit: number; burstLimit: number };
 }
 
@@ -107,6 +109,7 @@ export const CONTEXT_KEYS = [
   "logRetentionDays",
   "throttle",
   "alarmEmail",
+  "tracing",
 ] as const;
 
 type ContextKey = (typeof CONTEXT_KEYS)[number];
@@ -223,6 +226,10 @@ const ContextSchema = z.object({
     error: `must be one of CloudWatch's retention periods: ${[...retentionDays].join(", ")}`,
   }),
   alarmEmail: z.email({ error: "must be an email address" }).optional(),
+  tracing: z
+    .union([z.boolean(), z.enum(["true", "false"])], { error: "must be true or false" })
+    .transform((value) => value === true || value === "true")
+    .default(false),
   throttle: json(
     z.object(
       {
@@ -312,6 +319,7 @@ export function parseSettings(context: Partial<Record<ContextKey, unknown>>): Se
     logRetention: c.logRetentionDays as RetentionDays,
     throttle: { rateLimit: c.throttle.rate, burstLimit: c.throttle.burst },
     ...(c.alarmEmail ? { alarmEmail: c.alarmEmail } : {}),
+    tracing: c.tracing,
   };
   const clusterKeys = [
     "eksCluster",

@@ -134,6 +134,8 @@ export interface Config {
   pool: { size: number; maxAgeMs: number };
   /** Whether metrics are written (EMF log lines): in Lambda by default, not under `npm start` (`PYBOX_METRICS`). */
   metrics: boolean;
+  /** Whether backend calls are traced in X-Ray subsegments (`PYBOX_TRACING`; the function's active tracing too). */
+  tracing: boolean;
   /** The local backend: its interpreter, its state folder, and how its kernels are confined. */
   local: LocalConfig;
   /** Set when `backend` is `gateway`. The token itself is resolved at cold start, never stored here. */

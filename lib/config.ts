@@ -156,6 +156,7 @@ const EnvSchema = z.object({
   PYBOX_MAX_KERNELS_PER_CALLER: int(1, 10_000, 10),
   PYBOX_MAX_FILE_BYTES: int(1, 5 * 1024 ** 3, 100 * 1024 ** 2),
   PYBOX_METRICS: z.preprocess(blankAsUnset, z.stringbool().optional()),
+  PYBOX_TRACING: z.preprocess(blankAsUnset, z.stringbool().default(false)),
   AWS_LAMBDA_FUNCTION_NAME: optionalText,
   PORT: int(0, 65535, 8080),
 });
@@ -242,6 +243,7 @@ export function loadConfig(
     keepConnectionsMs: e.PYBOX_KEEP_CONNECTIONS_MS,
     pool: { size: e.PYBOX_POOL_SIZE, maxAgeMs: e.PYBOX_POOL_MAX_AGE_SECONDS * 1_000 },
     metrics: e.PYBOX_METRICS ?? e.AWS_LAMBDA_FUNCTION_NAME !== undefined,
+    tracing: e.PYBOX_TRACING,
     recordTtlSeconds: e.PYBOX_RECORD_TTL_SECONDS,
     local: {
       ...kernelInterpreter(e),

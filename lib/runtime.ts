@@ -45,6 +45,20 @@ export async function createBackend(config: Config): Promise<Backend> {
   throw new ConfigError(`PYBOX_BACKEND=${config.backend}, but this bundle was built for another backend`);
 }
 
+/**
+ * The configured backend, traced when tracing is on. The bundler replaces
+ * `process.env.PYBOX_BUNDLED_TRACING` with the deployment's choice (see `infra/bundling.ts`), so a
+ * bundle without tracing drops the tracer's code; unbundled (tests, `npm start`) the config decides.
+ */
+async function servedBackend(config: Config): Promise<Backend> {
+  const backend = await createBackend(config);
+  if (config.tracing && process.env.PYBOX_BUNDLED_TRACING !== "off") {
+    const { tracedBackend } = await import("./tracing.ts");
+    return tracedBackend(backend);
+  }
+  return backend;
+}
+
 /** What the functions that only queue and read runs need: no backend. */
 export interface RequestRuntime {
   config: Config;
@@ -69,7 +83,7 @@ export interface Runtime extends RequestRuntime {
 export async function createRuntime(config: Config, queue?: QueueClient): Promise<Runtime> {
   const { dynamo, documents, kernels, results } = createStores(config);
   const runQueue = queue ?? lazySqsQueue(config);
-  const sandbox = new SandboxService(kernels, await createBackend(config), config, {
+  const sandbox = new SandboxService(kernels, await servedBackend(config), config, {
     pool: {
       records: new PoolStore(documents, config.table),
       // One message per claim, in the pool's own FIFO group: refills run one at a time, none merged.

@@ -34,6 +34,7 @@ describe("settings", () => {
         queueBatchSize: 1,
         logRetention: 30,
         throttle: { rateLimit: 50, burstLimit: 100 },
+        tracing: false,
         gateway: { url: "https://eg.internal:8888", createCwd: false, sharedHost: "refuse" },
       });
     });

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { before, describe, it } from "node:test";
 import { Annotations, Match } from "aws-cdk-lib/assertions";
 import { loadConfig } from "../../lib/config.ts";
@@ -176,5 +178,33 @@ describe("warm pool settings", () => {
         synthesize({ ...CLUSTER_CONTEXT, poolSize: "2", poolMaxAgeMinutes: "60", idleTimeoutMinutes: "60" }),
       /poolMaxAgeMinutes.*less than idleTimeoutMinutes/,
     );
+  });
+});
+
+describe("PyboxStack with tracing", () => {
+  let traced: Synthesized;
+  before(() => {
+    traced = synthesize({ ...GATEWAY_CONTEXT, tracing: "true" });
+  });
+
+  it("turns on active tracing and PYBOX_TRACING on every function, and bundles the tracer", () => {
+    for (const name of FUNCTION_NAMES) {
+      assert.deepEqual(traced.functionProps(name).TracingConfig, { Mode: "Active" }, name);
+      assert.equal(loadConfig(resolvedEnvironment(traced, name)).tracing, true, name);
+    }
+    assert.match(readFileSync(join(traced.assetDir("run"), "index.mjs"), "utf8"), /aws-xray-sdk|AWSXRay/);
+  });
+
+  it("leaves the tracer out of the bundles of a deployment without tracing", () => {
+    const plain = synthesize(GATEWAY_CONTEXT);
+    assert.equal(plain.functionProps("run").TracingConfig, undefined);
+    assert.doesNotMatch(
+      readFileSync(join(plain.assetDir("run"), "index.mjs"), "utf8"),
+      /aws-xray-sdk|AWSXRay/,
+    );
+  });
+
+  it("has no cdk-nag finding left unacknowledged", () => {
+    assert.deepEqual(nagFindings(traced), []);
   });
 });

@@ -57,6 +57,7 @@ describe("config", () => {
         keepConnectionsMs: 60_000,
         pool: { size: 0, maxAgeMs: 1_800_000 },
         metrics: false,
+        tracing: false,
         recordTtlSeconds: 604_800,
         local: {
           python: join(PROJECT_ROOT, ".venv", "bin", "python"),
@@ -145,6 +146,7 @@ describe("config", () => {
         keepConnectionsMs: 0,
         pool: { size: 3, maxAgeMs: 600_000 },
         metrics: false,
+        tracing: false,
         recordTtlSeconds: 3_600,
         local: {
           python: "/opt/py/bin/python",
