@@ -86,7 +86,10 @@ describe("streamed runs", () => {
     );
 
     assert.equal(head?.statusCode, 200);
-    assert.match(String((head?.headers as Record<string, string>)["content-type"]), /^text\/event-stream/);
+    assert.match(
+      String((head?.headers as Record<string, string> | undefined)?.["content-type"]),
+      /^text\/event-stream/,
+    );
     assert.equal(
       text,
       `event: stream\ndata: {"name":"stdout","text":"0\\n"}\n\nevent: done\ndata: ${JSON.stringify(RESULT)}\n\n`,
