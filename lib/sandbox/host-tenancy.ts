@@ -34,9 +34,14 @@ export class HostTenancy {
 
   /** Lets `owner` start kernels here, or throws {@link HostSharedError}. */
   async admit(owner: string): Promise<void> {
+    if (this.policy === "allow") {
+      // Every caller is let in: the answer only decides whether to warn, and never holds a start up.
+      void this.sharedHost().catch(() => undefined);
+      return;
+    }
     if ((this.admitted.get(owner) ?? 0) > Date.now()) return;
     const reason = await this.sharedHost();
-    if (reason && this.policy !== "allow" && !(await this.records.claim(this.backend.name, owner))) {
+    if (reason && !(await this.records.claim(this.backend.name, owner))) {
       throw new HostSharedError(
         `this deployment serves one caller only: ${reason}, where a kernel of yours could read another caller's files. Ask its operator for a gateway that runs kernels in containers, or to allow sharing (PYBOX_GATEWAY_SHARED_HOST=allow)`,
       );
