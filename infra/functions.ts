@@ -294,6 +294,7 @@ function sharedEnvironment(settings: Settings, name: FunctionName): Record<strin
   return env;
 }
 
-function capitalise(name: string): string {
+/** A function's name as CDK construct ids spell it (`start` → `Start`). */
+export function capitalise(name: string): string {
   return name.charAt(0).toUpperCase() + name.slice(1);
 }

@@ -17,7 +17,7 @@ import type { IQueue } from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
 import { FUNCTION_NAMES, type FunctionName } from "../lib/functions.ts";
 import { METRIC, METRICS_NAMESPACE } from "../lib/metrics.ts";
-import type { PyboxFunction } from "./functions.ts";
+import { capitalise, type PyboxFunction } from "./functions.ts";
 
 /** Share of API requests answered 5xx, in percent, over which the API alarm fires. */
 export const API_5XX_PERCENT = 5;
@@ -185,8 +185,4 @@ function productMetric(name: string, statistic: string): Metric {
     statistic,
     period: PERIOD,
   });
-}
-
-function capitalise(name: string): string {
-  return name.charAt(0).toUpperCase() + name.slice(1);
 }

@@ -1,3 +1,4 @@
+import { aroundCalls } from "./backends/around-calls.ts";
 import type { Backend, KernelRef } from "./backends/port.ts";
 
 /**
@@ -7,30 +8,7 @@ import type { Backend, KernelRef } from "./backends/port.ts";
  * through. Bundles of a deployment without tracing carry none of it (see `lib/runtime.ts`).
  */
 export function tracedBackend<R extends KernelRef>(backend: Backend<R>): Backend<R> {
-  const traced = <T>(name: string, call: () => Promise<T>) => inSubsegment(`backend.${name}`, call);
-  const { pooling, sharedHost, inventory } = backend;
-  return {
-    name: backend.name,
-    parseRef: (value) => backend.parseRef(value),
-    start: (spec) => traced("start", () => backend.start(spec)),
-    run: (ref, code, options) => traced("run", () => backend.run(ref, code, options)),
-    helper: (ref, request) => traced("helper", () => backend.helper(ref, request)),
-    interrupt: (ref) => traced("interrupt", () => backend.interrupt(ref)),
-    isAlive: (ref) => traced("isAlive", () => backend.isAlive(ref)),
-    stop: (ref) => traced("stop", () => backend.stop(ref)),
-    closeKept: () => backend.closeKept?.(),
-    ...(sharedHost ? { sharedHost: () => traced("sharedHost", () => sharedHost.call(backend)) } : {}),
-    ...(inventory ? { inventory } : {}),
-    ...(pooling
-      ? {
-          pooling: {
-            key: pooling.key,
-            refusal: (spec) => pooling.refusal(spec),
-            adopt: (ref, spec) => traced("adopt", () => pooling.adopt(ref, spec)),
-          },
-        }
-      : {}),
-  };
+  return aroundCalls(backend, (name, call) => inSubsegment(`backend.${name}`, call));
 }
 
 let tracer: Promise<import("@aws-lambda-powertools/tracer").Tracer> | undefined;

@@ -1,7 +1,9 @@
 import type { Context, LambdaFunctionURLEvent, StreamifyHandler } from "aws-lambda";
+import { MethodNotAllowedError } from "../errors.ts";
 import { logger } from "../logger.ts";
 import { flushMetrics } from "../metrics.ts";
 import type { Runtime } from "../runtime.ts";
+import { errorResponse } from "./error-handler.ts";
 import { type EventSink, streamRun } from "./run-stream.ts";
 
 /**
@@ -33,10 +35,9 @@ export function streamFunction(
     };
     try {
       if (event.requestContext.http.method !== "POST") {
-        sink.head(405, { "content-type": "application/json", allow: "POST" });
-        sink.write(
-          JSON.stringify({ error: { code: "METHOD_NOT_ALLOWED", message: "only POST streams a run" } }),
-        );
+        const answer = errorResponse(new MethodNotAllowedError("only POST streams a run", ["POST"]));
+        sink.head(answer.statusCode ?? 405, (answer.headers ?? {}) as Record<string, string>);
+        sink.write(String(answer.body ?? ""));
         sink.end();
         return;
       }
